@@ -1,0 +1,201 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { parse as parseToml } from 'smol-toml';
+import { DEFAULT_DELTA_EXTENSIONS } from '../engine/router.js';
+
+// Configuration: defaults < TOML file < environment < command-line flags.
+// One table (SETTINGS) names every key with its env var, parser and default;
+// docs/configuration.md and deltaglider-proxy.toml.example list the same keys.
+
+export interface Config {
+  listenAddr: string;
+  dataDir: string;
+  maxDeltaRatio: number;
+  cacheSizeMb: number;
+  accessKeyId: string;
+  secretAccessKey: string;
+  deltaExtensions: string[];
+  tmpDir: string;
+  xdelta3Path: string;
+  xdelta3Level: number;
+  xdelta3Secondary: string;
+  xdelta3MaxWindowMb: number;
+  maxObjectSize: number;
+  virtualHostDomains: string[];
+  region: string;
+  logLevel: string;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+type Parser<T> = (raw: unknown, key: string) => T;
+
+const fail = (key: string, raw: unknown, allowed: string): never => {
+  throw new ConfigError(`invalid ${key} = ${JSON.stringify(raw)}: ${allowed}`);
+};
+
+const str: Parser<string> = (raw, key) => (typeof raw === 'string' ? raw : fail(key, raw, 'expected a string'));
+
+const num = (min: number, max: number, integer = false): Parser<number> => (raw, key) => {
+  const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
+  const allowed = `expected ${integer ? 'an integer' : 'a number'} from ${min} to ${max}`;
+  if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) fail(key, raw, allowed);
+  return n;
+};
+
+const list: Parser<string[]> = (raw, key) => {
+  if (Array.isArray(raw) && raw.every((x) => typeof x === 'string')) return raw as string[];
+  if (typeof raw === 'string') return raw.split(',').map((s) => s.trim()).filter(Boolean);
+  return fail(key, raw, 'expected a list of strings (comma-separated in env)');
+};
+
+const oneOf = (...values: string[]): Parser<string> => (raw, key) =>
+  typeof raw === 'string' && values.includes(raw) ? raw : fail(key, raw, `expected one of ${values.join(', ')}`);
+
+const listenAddr: Parser<string> = (raw, key) => {
+  const s = str(raw, key);
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d{1,5})$/.exec(s);
+  if (!m || Number(m[2]) > 65535) fail(key, raw, 'expected HOST:PORT, e.g. 127.0.0.1:9000');
+  return s;
+};
+
+interface Setting<K extends keyof Config> {
+  field: K;
+  toml: string;
+  env: string;
+  parse: Parser<Config[K]>;
+  default: Config[K] | ((c: Config) => Config[K]);
+}
+
+function setting<K extends keyof Config>(field: K, toml: string, parse: Parser<Config[K]>, def: Setting<K>['default']): Setting<K> {
+  return { field, toml, env: `DELTAGLIDER_PROXY_${toml.toUpperCase()}`, parse, default: def };
+}
+
+export const SETTINGS = [
+  setting('listenAddr', 'listen_addr', listenAddr, '127.0.0.1:9000'),
+  setting('dataDir', 'data_dir', str, './data'),
+  setting('maxDeltaRatio', 'max_delta_ratio', num(0, 1), 0.5),
+  setting('cacheSizeMb', 'cache_size_mb', num(0, 1 << 20, true), 100),
+  setting('accessKeyId', 'access_key_id', str, ''),
+  setting('secretAccessKey', 'secret_access_key', str, ''),
+  setting('deltaExtensions', 'delta_extensions', list, DEFAULT_DELTA_EXTENSIONS),
+  setting('tmpDir', 'tmp_dir', str, (c) => `${c.dataDir}/.deltaglider/tmp`),
+  setting('xdelta3Path', 'xdelta3_path', str, 'xdelta3'),
+  setting('xdelta3Level', 'xdelta3_level', num(0, 9, true), 9),
+  setting('xdelta3Secondary', 'xdelta3_secondary', oneOf('none', 'djw', 'fgk', 'lzma'), 'djw'),
+  setting('xdelta3MaxWindowMb', 'xdelta3_max_window_mb', num(1, 2048, true), 2048),
+  setting('maxObjectSize', 'max_object_size', num(0, 5 * 1024 ** 4, true), 5 * 1024 ** 3),
+  setting('virtualHostDomains', 'virtual_host_domains', list, ['localhost']),
+  setting('region', 'region', str, 'us-east-1'),
+  setting('logLevel', 'log_level', oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), 'info'),
+] as const;
+
+export interface Sources {
+  argv?: string[];
+  env?: Record<string, string | undefined>;
+  /** For tests: a TOML document instead of a file. */
+  toml?: string;
+}
+
+export type CliAction = { action: 'run'; config: Config; configFile?: string } | { action: 'help' } | { action: 'version' };
+
+const FLAGS: Record<string, keyof Config | 'config'> = {
+  '--listen': 'listenAddr',
+  '-l': 'listenAddr',
+  '--data-dir': 'dataDir',
+  '-d': 'dataDir',
+  '--config': 'config',
+  '-c': 'config',
+};
+
+export const HELP = `deltaglider-proxy: an S3-compatible server that stores versioned artifacts as xdelta3 deltas
+
+Usage: deltaglider-proxy [options]
+
+Options:
+  -l, --listen HOST:PORT   listen address (DELTAGLIDER_PROXY_LISTEN_ADDR, default 127.0.0.1:9000)
+  -d, --data-dir DIR       filesystem backend directory (DELTAGLIDER_PROXY_DATA_DIR, default ./data)
+  -c, --config FILE        TOML config file (DELTAGLIDER_PROXY_CONFIG, default ./deltaglider-proxy.toml if present)
+  -h, --help               print this help
+  -V, --version            print the version
+
+Every setting and its environment variable: docs/configuration.md.
+`;
+
+/** Resolves the configuration from all sources, or the help/version action. */
+export function loadConfig(src: Sources = {}): CliAction {
+  const env = src.env ?? {};
+  const flags: Partial<Record<keyof Config | 'config', string>> = {};
+  const argv = src.argv ?? [];
+  for (let i = 0; i < argv.length; i++) {
+    let arg = argv[i];
+    if (arg === '-h' || arg === '--help') return { action: 'help' };
+    if (arg === '-V' || arg === '--version') return { action: 'version' };
+    let value: string | undefined;
+    const eq = arg.indexOf('=');
+    if (arg.startsWith('--') && eq > 0) {
+      value = arg.slice(eq + 1);
+      arg = arg.slice(0, eq);
+    }
+    const field = FLAGS[arg];
+    if (!field) throw new ConfigError(`unknown option ${arg} (see --help)`);
+    value ??= argv[++i];
+    if (value === undefined) throw new ConfigError(`option ${arg} needs a value`);
+    flags[field] = value;
+  }
+
+  let file = flags.config ?? env.DELTAGLIDER_PROXY_CONFIG;
+  let table: Record<string, unknown> = {};
+  if (src.toml !== undefined) table = parseTomlText(src.toml, '<inline>');
+  else {
+    if (!file && existsSync('deltaglider-proxy.toml')) file = 'deltaglider-proxy.toml';
+    if (file) {
+      let text: string;
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch (err) {
+        throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
+      }
+      table = parseTomlText(text, file);
+    }
+  }
+  const known = new Set<string>(SETTINGS.map((s) => s.toml));
+  for (const k of Object.keys(table)) if (!known.has(k)) throw new ConfigError(`unknown key ${k} in ${file ?? 'config'}`);
+
+  const config = {} as Config;
+  const deferred: Setting<keyof Config>[] = [];
+  for (const s of SETTINGS as readonly Setting<keyof Config>[]) {
+    const flag = flags[s.field];
+    const raw = flag ?? env[s.env] ?? table[s.toml];
+    const label = flag !== undefined ? `flag for ${s.toml}` : env[s.env] !== undefined ? s.env : s.toml;
+    if (raw !== undefined) (config as unknown as Record<string, unknown>)[s.field] = s.parse(raw, label);
+    else if (typeof s.default === 'function') deferred.push(s);
+    else (config as unknown as Record<string, unknown>)[s.field] = s.default;
+  }
+  for (const s of deferred) (config as unknown as Record<string, unknown>)[s.field] = (s.default as (c: Config) => unknown)(config);
+  if (!!config.accessKeyId !== !!config.secretAccessKey) {
+    throw new ConfigError('access_key_id and secret_access_key must be set together (DELTAGLIDER_PROXY_ACCESS_KEY_ID / DELTAGLIDER_PROXY_SECRET_ACCESS_KEY)');
+  }
+  return { action: 'run', config, configFile: file };
+}
+
+function parseTomlText(text: string, name: string): Record<string, unknown> {
+  try {
+    return parseToml(text) as Record<string, unknown>;
+  } catch (err) {
+    throw new ConfigError(`cannot parse ${name}: ${(err as Error).message}`);
+  }
+}
+
+/** Defaults for everything, with overrides: for tests and embedding. */
+export function defaultConfig(over: Partial<Config> = {}): Config {
+  const r = loadConfig({ toml: '' });
+  if (r.action !== 'run') throw new Error('unreachable');
+  const c = { ...r.config, ...over };
+  if (over.dataDir && !over.tmpDir) c.tmpDir = `${over.dataDir}/.deltaglider/tmp`;
+  return c;
+}

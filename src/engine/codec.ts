@@ -1,0 +1,91 @@
+import { execa } from 'execa';
+import type { Readable } from 'node:stream';
+
+// The xdelta3 codec, run as the Debian/Homebrew `xdelta3` binary.
+//
+// Flags that matter for correctness and size:
+//   -D        never let xdelta3 decompress (and recompress) gzip/bzip2/xz
+//             inputs: the bytes we return must be the bytes we were given.
+//   -B N      source window. Without it xdelta3 keeps 64 MiB of the reference
+//             in memory, and matches beyond that are lost (near-full-size
+//             deltas, very slow encodes). We size it to the reference, capped
+//             by config because xdelta3 holds the window in memory.
+//   -S djw    secondary compression of the instruction/data sections.
+//   -N        (level) 1..9 for the match search; see docs/configuration.md.
+
+export interface CodecOptions {
+  binary: string;
+  /** Match-search level, 0 (fastest) to 9. */
+  level: number;
+  /** Secondary compressor: 'none' | 'djw' | 'fgk' | 'lzma'. */
+  secondary: string;
+  /** Upper bound for -B, in bytes. */
+  maxWindow: number;
+}
+
+const MIN_WINDOW = 1 << 20;
+
+export class XdeltaError extends Error {
+  constructor(message: string, cause?: unknown) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = 'XdeltaError';
+  }
+}
+
+export class Codec {
+  constructor(readonly opts: CodecOptions) {}
+
+  /** The -B value for a reference of this size. */
+  window(refSize: number): number {
+    const w = Math.max(MIN_WINDOW, Math.ceil(refSize / MIN_WINDOW) * MIN_WINDOW);
+    return Math.min(w, this.opts.maxWindow);
+  }
+
+  private common(refSize: number): string[] {
+    return ['-f', '-D', '-B', String(this.window(refSize))];
+  }
+
+  /** Encodes `target` against `ref` into the file `out`. */
+  async encode(ref: string, refSize: number, target: string, out: string, signal?: AbortSignal): Promise<void> {
+    const args = ['-e', ...this.common(refSize), `-${this.opts.level}`];
+    if (this.opts.secondary !== 'none') args.push('-S', this.opts.secondary);
+    args.push('-s', ref, target, out);
+    try {
+      await execa(this.opts.binary, args, { cancelSignal: signal, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe' });
+    } catch (err) {
+      throw new XdeltaError(`xdelta3 encode failed: ${(err as Error).message}`, err);
+    }
+  }
+
+  /**
+   * Decodes `delta` against `ref`, streaming the result. The returned stream
+   * errors if xdelta3 exits non-zero, so a corrupt delta never looks like a
+   * short but complete object.
+   */
+  decode(ref: string, refSize: number, delta: string | Readable, signal?: AbortSignal): Readable {
+    const args = ['-d', '-c', ...this.common(refSize), '-s', ref];
+    if (typeof delta === 'string') args.push(delta);
+    const child = execa(this.opts.binary, args, {
+      cancelSignal: signal,
+      stdin: typeof delta === 'string' ? 'ignore' : 'pipe',
+      stdout: 'pipe',
+      stderr: 'pipe',
+      buffer: { stdout: false, stderr: true },
+      encoding: 'buffer',
+    });
+    if (typeof delta !== 'string') delta.pipe(child.stdin!);
+    const out = child.stdout!;
+    // execa's promise rejects on a non-zero exit; surface it on the stream.
+    child.catch((err: Error) => out.destroy(new XdeltaError(`xdelta3 decode failed: ${err.message}`, err)));
+    return out;
+  }
+
+  /** Checks that the binary runs; returns its version line. */
+  static async probe(binary: string): Promise<string> {
+    const r = await execa(binary, ['-V'], { reject: false, all: true });
+    if (r.failed && !r.all) throw new Error(`cannot run ${binary}: ${r.shortMessage}`);
+    const line = String(r.all ?? '').split('\n')[0];
+    if (!/xdelta/i.test(line)) throw new Error(`${binary} -V printed no xdelta version`);
+    return line;
+  }
+}

@@ -1,0 +1,123 @@
+import { randomBytes } from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Config } from '../config/config.js';
+import type { Engine } from '../engine/engine.js';
+import type { Logger } from '../log.js';
+import { S3Error } from '../errors.js';
+import type { Ctx } from './context.js';
+import { sendError, toS3Error } from './errors.js';
+import { ROUTES } from './routes.js';
+import { Router, type Level } from './router.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    engine: Engine;
+    config: Config;
+  }
+}
+
+const newRequestId = () => randomBytes(8).toString('hex').toUpperCase();
+
+interface Target {
+  bucket: string;
+  key?: string;
+  query: URLSearchParams;
+  resource: string;
+}
+
+function decode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw new S3Error('InvalidURI');
+  }
+}
+
+/**
+ * Path-style (`/bucket/key`) or virtual-hosted style (`bucket.<domain>/key`,
+ * for the configured domains) request targets. The raw URL is used so that
+ * '//' runs, trailing '/', '+' and percent-escapes in keys survive exactly.
+ */
+export function parseTarget(rawUrl: string, host: string | undefined, domains: string[]): Target {
+  let url = rawUrl;
+  if (/^https?:\/\//i.test(url)) url = url.replace(/^https?:\/\/[^/]*/i, '') || '/';
+  const q = url.indexOf('?');
+  const path = q < 0 ? url : url.slice(0, q);
+  const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
+  const hostname = (host ?? '').replace(/:\d+$/, '').toLowerCase();
+  const domain = domains.find((d) => hostname.endsWith(`.${d.toLowerCase()}`));
+  if (domain) {
+    const bucket = hostname.slice(0, -(domain.length + 1));
+    const key = path.length > 1 ? decode(path.slice(1)) : undefined;
+    return { bucket, key, query, resource: `/${bucket}${key === undefined ? '' : `/${key}`}` };
+  }
+  const rest = path.slice(1);
+  const slash = rest.indexOf('/');
+  const bucket = decode(slash < 0 ? rest : rest.slice(0, slash));
+  const keyPart = slash < 0 ? '' : rest.slice(slash + 1);
+  const key = keyPart === '' ? undefined : decode(keyPart);
+  return { bucket, key, query, resource: decode(path) };
+}
+
+/** The HTTP app; `makeEngine` receives the app's logger. */
+export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): FastifyInstance {
+  const app = Fastify({
+    logger: { level: config.logLevel, redact: ['req.headers.authorization'] },
+    disableRequestLogging: true,
+    genReqId: () => newRequestId(),
+    requestIdHeader: false,
+    routerOptions: { maxParamLength: 4096, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false },
+    requestTimeout: 0,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+  const engine = makeEngine(app.log);
+  app.decorate('engine', engine);
+  app.decorate('config', config);
+
+  // Bodies are never parsed by Fastify: operations stream req.raw themselves.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
+
+  const router = new Router(ROUTES);
+
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-amz-request-id', req.id);
+    reply.header('x-amz-id-2', req.id);
+    reply.header('server', 'DeltaGliderProxy');
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    req.log.info({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+  });
+
+  app.get('/health', async (_req, reply) => reply.send({ status: 'ok' }));
+
+  const handle = async (req: FastifyRequest, reply: FastifyReply) => {
+    let resource = req.url;
+    try {
+      const t = parseTarget(req.raw.url ?? '/', req.headers.host, config.virtualHostDomains);
+      resource = t.resource;
+      const ac = new AbortController();
+      reply.raw.on('close', () => {
+        if (!reply.raw.writableFinished) ac.abort();
+      });
+      const ctx: Ctx = { req, reply, engine, config, bucket: t.bucket, key: t.key, query: t.query, requestId: req.id, signal: ac.signal, resource };
+      const level: Level = t.bucket === '' ? 'service' : t.key === undefined ? 'bucket' : 'object';
+      const route = router.resolve(ctx, level);
+      await route.handler(ctx);
+      return reply;
+    } catch (err) {
+      if (reply.sent) {
+        reply.raw.destroy(err as Error);
+        return reply;
+      }
+      return sendError(reply, toS3Error(err, req), resource, req.id);
+    }
+  };
+  app.route({ method: ['GET', 'PUT', 'POST', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH'], url: '*', handler: handle, exposeHeadRoute: false });
+
+  app.setErrorHandler((err, req, reply) => sendError(reply, toS3Error(err, req), req.url, req.id));
+  app.setNotFoundHandler((req, reply) => sendError(reply, new S3Error('NotImplemented'), req.url, req.id));
+  app.addHook('onClose', async () => engine.close());
+  return app;
+}

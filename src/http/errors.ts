@@ -1,0 +1,31 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { S3Error } from '../errors.js';
+import { xmlDocument } from './xml.js';
+
+/** Maps anything thrown by a handler to the S3Error the client gets. */
+export function toS3Error(err: unknown, req: FastifyRequest): S3Error {
+  if (err instanceof S3Error) return err;
+  const e = err as { code?: string; name?: string; statusCode?: number };
+  if (e?.name === 'AbortError' || e?.code === 'ABORT_ERR' || e?.code === 'ERR_STREAM_PREMATURE_CLOSE') {
+    return new S3Error('IncompleteBody', undefined, { cause: err });
+  }
+  // Unknown failures: a generic message to the client, the cause to the log.
+  req.log.error({ err }, 'internal error');
+  return new S3Error('InternalError', undefined, { cause: err });
+}
+
+/**
+ * Sends an S3 error document (Code, Message, Resource, RequestId). HEAD has no
+ * body, so the code also travels in x-amz-error-code / x-amz-error-message.
+ */
+export function sendError(reply: FastifyReply, err: S3Error, resource: string, requestId: string): FastifyReply {
+  reply.code(err.status);
+  for (const [k, v] of Object.entries(err.headers)) reply.header(k, v);
+  reply.header('x-amz-error-code', err.code);
+  reply.header('x-amz-error-message', err.message.replace(/[^\x20-\x7e]/g, '?'));
+  if (err.status === 304 || reply.request.method === 'HEAD') return reply.send();
+  reply.header('content-type', 'application/xml');
+  return reply.send(
+    xmlDocument('Error', { Code: err.code, Message: err.message, ...err.fields, Resource: resource, RequestId: requestId }, false),
+  );
+}

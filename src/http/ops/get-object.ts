@@ -1,0 +1,32 @@
+import { header, type Ctx } from '../context.js';
+import { RESPONSE_OVERRIDES, checkConditions, parseRange, setObjectHeaders } from '../object-headers.js';
+
+/**
+ * GetObject and HeadObject: GET|HEAD /bucket/key, with a single Range,
+ * conditional headers and response-* overrides (GetObject reference).
+ */
+export async function getObject(ctx: Ctx): Promise<void> {
+  const meta = await ctx.engine.headObject(ctx.bucket, ctx.key!);
+  checkConditions(ctx, meta);
+  const range = parseRange(header(ctx, 'range'), meta.size);
+  const whole = !range;
+  setObjectHeaders(ctx, meta, whole && header(ctx, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED');
+  for (const [param, name] of Object.entries(RESPONSE_OVERRIDES)) {
+    const v = ctx.query.get(param);
+    if (v !== null) ctx.reply.header(name, v);
+  }
+  if (range) {
+    ctx.reply.code(206);
+    ctx.reply.header('content-range', `bytes ${range.start}-${range.end}/${meta.size}`);
+    ctx.reply.header('content-length', String(range.end - range.start + 1));
+  } else {
+    ctx.reply.header('content-length', String(meta.size));
+  }
+  if (ctx.req.method === 'HEAD') {
+    ctx.reply.send();
+    return;
+  }
+  const body = await ctx.engine.openObject(ctx.bucket, meta, range, ctx.signal);
+  body.on('error', (err) => ctx.req.log.error({ err, bucket: ctx.bucket, key: ctx.key }, 'download aborted'));
+  ctx.reply.send(body);
+}

@@ -1,0 +1,277 @@
+import { createReadStream } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { AlreadyExistsError, NotFoundError } from '../../errors.js';
+import type { Backend, BlobInfo, BucketInfo, GetOptions, ListOptions, PutOptions } from '../backend.js';
+import { INTERNAL_PREFIX, decodeComponents, encodeName, encodePrefixDir } from './names.js';
+
+const BUCKET_RECORD = `${INTERNAL_PREFIX}bucket.json`;
+
+function isCode(err: unknown, ...codes: string[]): boolean {
+  return typeof err === 'object' && err !== null && codes.includes((err as NodeJS.ErrnoException).code ?? '');
+}
+
+/**
+ * Buckets are directories under the data directory; blobs are files below
+ * them, named by ./names.ts. Writes go to a temp file in the target directory,
+ * are fsynced, then renamed (or linked, for create-only writes) into place.
+ */
+export class FilesystemBackend implements Backend {
+  readonly kind = 'filesystem' as const;
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = path.resolve(root);
+  }
+
+  async init(): Promise<void> {
+    await fsp.mkdir(this.root, { recursive: true });
+    await fsp.access(this.root, fsp.constants.W_OK);
+    await this.removeStaleTemps(this.root, 0);
+  }
+
+  async close(): Promise<void> {}
+
+  private bucketDir(bucket: string): string {
+    // Bucket names are validated by the engine (S3 naming rules: no '/', no
+    // leading '.'), so they are safe as one path component.
+    return path.join(this.root, bucket);
+  }
+
+  private blobPath(bucket: string, name: string): string {
+    return path.join(this.bucketDir(bucket), ...encodeName(name));
+  }
+
+  localPath(bucket: string, name: string): string {
+    return this.blobPath(bucket, name);
+  }
+
+  async listBuckets(): Promise<BucketInfo[]> {
+    const out: BucketInfo[] = [];
+    for (const ent of await fsp.readdir(this.root, { withFileTypes: true })) {
+      if (!ent.isDirectory() || ent.name.startsWith('.')) continue;
+      const info = await this.headBucket(ent.name);
+      if (info) out.push(info);
+    }
+    return out.sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  async headBucket(bucket: string): Promise<BucketInfo | null> {
+    const dir = this.bucketDir(bucket);
+    try {
+      const rec = JSON.parse(await fsp.readFile(path.join(dir, BUCKET_RECORD), 'utf8')) as { created: string };
+      return { name: bucket, created: new Date(rec.created) };
+    } catch (err) {
+      if (!isCode(err, 'ENOENT', 'ENOTDIR') && !(err instanceof SyntaxError)) throw err;
+    }
+    // A directory created by hand (no record) is still a bucket.
+    try {
+      const st = await fsp.stat(dir);
+      return st.isDirectory() ? { name: bucket, created: st.birthtime.getTime() ? st.birthtime : st.mtime } : null;
+    } catch (err) {
+      if (isCode(err, 'ENOENT', 'ENOTDIR')) return null;
+      throw err;
+    }
+  }
+
+  async createBucket(bucket: string): Promise<void> {
+    const dir = this.bucketDir(bucket);
+    try {
+      await fsp.mkdir(dir);
+    } catch (err) {
+      if (isCode(err, 'EEXIST')) throw new AlreadyExistsError(bucket);
+      throw err;
+    }
+    await this.writeAtomic(dir, BUCKET_RECORD, JSON.stringify({ created: new Date().toISOString() }));
+  }
+
+  async deleteBucket(bucket: string): Promise<void> {
+    // Only internal files and empty directories may remain: the engine has
+    // checked that no object is left.
+    await fsp.rm(this.bucketDir(bucket), { recursive: true, force: true });
+  }
+
+  private async writeAtomic(dir: string, base: string, body: Buffer | string | { file: string }, createOnly = false): Promise<void> {
+    const final = path.join(dir, base);
+    for (let attempt = 0; ; attempt++) {
+      const tmp = path.join(dir, `${INTERNAL_PREFIX}tmp-${randomBytes(8).toString('hex')}`);
+      try {
+        await fsp.mkdir(dir, { recursive: true });
+        if (typeof body === 'object' && 'file' in body) await fsp.copyFile(body.file, tmp);
+        else await fsp.writeFile(tmp, body);
+        const fh = await fsp.open(tmp, 'r+');
+        try {
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+        if (createOnly) {
+          // link() fails with EEXIST atomically: the create-only commit.
+          try {
+            await fsp.link(tmp, final);
+          } catch (err) {
+            if (isCode(err, 'EEXIST')) throw new AlreadyExistsError(final);
+            throw err;
+          }
+          await fsp.unlink(tmp);
+        } else {
+          await fsp.rename(tmp, final);
+        }
+        await this.syncDir(dir);
+        return;
+      } catch (err) {
+        await fsp.rm(tmp, { force: true }).catch(() => {});
+        // A concurrent delete may have pruned the empty directory between our
+        // mkdir and the write: make it again.
+        if (isCode(err, 'ENOENT') && attempt < 5) continue;
+        throw err;
+      }
+    }
+  }
+
+  private async syncDir(dir: string): Promise<void> {
+    const fh = await fsp.open(dir, 'r');
+    try {
+      await fh.sync();
+    } catch {
+      // Some filesystems refuse fsync on directories; rename is still atomic.
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async putFile(bucket: string, name: string, file: string, opts: PutOptions = {}): Promise<void> {
+    const p = this.blobPath(bucket, name);
+    await this.writeAtomic(path.dirname(p), path.basename(p), { file }, opts.ifNoneMatch);
+  }
+
+  async putBytes(bucket: string, name: string, body: Buffer, opts: PutOptions = {}): Promise<void> {
+    const p = this.blobPath(bucket, name);
+    await this.writeAtomic(path.dirname(p), path.basename(p), body, opts.ifNoneMatch);
+  }
+
+  async getStream(bucket: string, name: string, opts: GetOptions = {}): Promise<{ body: Readable; size: number }> {
+    const p = this.blobPath(bucket, name);
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(p, 'r');
+    } catch (err) {
+      if (isCode(err, 'ENOENT', 'ENOTDIR', 'EISDIR')) throw new NotFoundError(name);
+      throw err;
+    }
+    const { size } = await fh.stat();
+    // The stream owns the handle: it closes it when it ends or is destroyed,
+    // so an open file never outlives the response that reads it.
+    const body = createReadStream('', {
+      fd: fh,
+      start: opts.range?.start,
+      end: opts.range?.end,
+      signal: opts.signal,
+      highWaterMark: 256 * 1024,
+    });
+    return { body, size };
+  }
+
+  async getBytes(bucket: string, name: string): Promise<Buffer> {
+    try {
+      return await fsp.readFile(this.blobPath(bucket, name));
+    } catch (err) {
+      if (isCode(err, 'ENOENT', 'ENOTDIR', 'EISDIR')) throw new NotFoundError(name);
+      throw err;
+    }
+  }
+
+  async head(bucket: string, name: string): Promise<BlobInfo | null> {
+    try {
+      const st = await fsp.stat(this.blobPath(bucket, name));
+      return st.isFile() ? { name, size: st.size, lastModified: st.mtime } : null;
+    } catch (err) {
+      if (isCode(err, 'ENOENT', 'ENOTDIR')) return null;
+      throw err;
+    }
+  }
+
+  async delete(bucket: string, name: string): Promise<void> {
+    const p = this.blobPath(bucket, name);
+    try {
+      await fsp.unlink(p);
+    } catch (err) {
+      if (isCode(err, 'ENOENT', 'ENOTDIR')) return;
+      throw err;
+    }
+    // Prune directories left empty, up to (not including) the bucket.
+    const stop = this.bucketDir(bucket);
+    for (let dir = path.dirname(p); dir.length > stop.length && dir.startsWith(stop); dir = path.dirname(dir)) {
+      try {
+        await fsp.rmdir(dir);
+      } catch {
+        break; // not empty (or already gone): stop climbing
+      }
+    }
+  }
+
+  async *list(bucket: string, opts: ListOptions = {}): AsyncIterable<BlobInfo> {
+    const prefix = opts.prefix ?? '';
+    const startComponents = encodePrefixDir(prefix);
+    const startDir = path.join(this.bucketDir(bucket), ...startComponents);
+    yield* this.walk(startDir, startComponents, prefix, opts);
+  }
+
+  private async *walk(dir: string, components: string[], prefix: string, opts: ListOptions): AsyncIterable<BlobInfo> {
+    let entries;
+    try {
+      entries = await fsp.readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      if (isCode(err, 'ENOENT', 'ENOTDIR')) return;
+      throw err;
+    }
+    for (const ent of entries) {
+      opts.signal?.throwIfAborted();
+      if (ent.name.startsWith(INTERNAL_PREFIX)) continue;
+      const comps = [...components, ent.name];
+      if (ent.isDirectory()) {
+        // A continuation piece belongs to the same segment, so a shallow walk
+        // still descends into it.
+        if (opts.shallow && !ent.name.endsWith('%+')) continue;
+        const partial = decodeComponents(ent.name.endsWith('%+') ? comps : [...comps, '']);
+        if (partial === null) continue;
+        // Skip subtrees that cannot hold a name with this prefix.
+        if (!partial.startsWith(prefix) && !prefix.startsWith(partial)) continue;
+        yield* this.walk(path.join(dir, ent.name), comps, prefix, opts);
+      } else if (ent.isFile()) {
+        const name = decodeComponents(comps);
+        if (name === null || !name.startsWith(prefix)) continue;
+        if (opts.shallow && name.slice(prefix.length).includes('/')) continue;
+        let st;
+        try {
+          st = await fsp.stat(path.join(dir, ent.name));
+        } catch (err) {
+          if (isCode(err, 'ENOENT')) continue; // deleted while listing
+          throw err;
+        }
+        yield { name, size: st.size, lastModified: st.mtime };
+      }
+    }
+  }
+
+  /** Removes temp files a crash left behind (at start-up). */
+  private async removeStaleTemps(dir: string, depth: number): Promise<void> {
+    let entries;
+    try {
+      entries = await fsp.readdir(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const ent of entries) {
+      const p = path.join(dir, ent.name);
+      if (ent.isDirectory()) {
+        if (depth === 0 && ent.name.startsWith('.')) continue; // internal dirs
+        await this.removeStaleTemps(p, depth + 1);
+      } else if (ent.name.startsWith(`${INTERNAL_PREFIX}tmp-`)) {
+        await fsp.rm(p, { force: true });
+      }
+    }
+  }
+}
