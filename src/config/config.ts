@@ -25,6 +25,14 @@ export interface Config {
   logLevel: string;
 }
 
+/**
+ * The documented development key pair (docs/configuration.md), used when no
+ * pair is configured so that a first run works with any S3 client. It is
+ * public: never expose a proxy running with it.
+ */
+export const DEV_ACCESS_KEY_ID = 'DGPDEVELOPMENTKEY000';
+export const DEV_SECRET_ACCESS_KEY = 'deltaglider-proxy-development-secret-key';
+
 export class ConfigError extends Error {
   constructor(message: string) {
     super(message);

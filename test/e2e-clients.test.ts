@@ -1,0 +1,167 @@
+import { createHash } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
+import path from 'node:path';
+import t, { type Test } from 'tap';
+import { release } from '../bench/corpus.js';
+import { available, cliEnv, creds, run } from './helpers/clients.js';
+import { startProxy, tempDir } from './helpers/proxy.js';
+
+// Every CLI and SDK of the client matrix, as a subprocess against a proxy on
+// port 0: each one creates a bucket, puts two versions of a release zip and a
+// small file, lists, gets byte-exact, and deletes.
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+const BOTO3_SCRIPT = `
+import sys, boto3, hashlib
+from botocore.config import Config
+url, bucket, a, b = sys.argv[1:5]
+s3 = boto3.client('s3', endpoint_url=url, region_name='us-east-1', config=Config(s3={'addressing_style': 'path'}))
+s3.create_bucket(Bucket=bucket)
+s3.upload_file(a, bucket, 'rel/v1.zip')
+with open(b, 'rb') as f:
+    s3.put_object(Bucket=bucket, Key='rel/v2.zip', Body=f, Metadata={'client': 'boto3'})
+s3.put_object(Bucket=bucket, Key='notes/hello world.txt', Body=b'hi there')
+keys = [o['Key'] for o in s3.list_objects_v2(Bucket=bucket)['Contents']]
+print('KEYS', ','.join(keys))
+for k, p in (('rel/v1.zip', a), ('rel/v2.zip', b)):
+    got = s3.get_object(Bucket=bucket, Key=k)['Body'].read()
+    print('SHA', k, hashlib.sha256(got).hexdigest())
+s3.download_file(bucket, 'rel/v2.zip', b + '.down')
+print('HEAD', s3.head_object(Bucket=bucket, Key='rel/v2.zip')['Metadata'].get('client'))
+s3.delete_objects(Bucket=bucket, Delete={'Objects': [{'Key': k} for k in keys]})
+s3.delete_bucket(Bucket=bucket)
+print('DONE')
+`;
+
+interface Files {
+  dir: string;
+  v1: string;
+  v2: string;
+  sums: { v1: string; v2: string };
+}
+
+async function corpus(t: Test): Promise<Files> {
+  const dir = await tempDir(t, 'dgp-clients-');
+  const a = release('zip', 1, 0.25);
+  const b = release('zip', 2, 0.25);
+  await fsp.writeFile(path.join(dir, 'v1.zip'), a);
+  await fsp.writeFile(path.join(dir, 'v2.zip'), b);
+  await fsp.writeFile(path.join(dir, 'hello world.txt'), 'hi there');
+  return { dir, v1: path.join(dir, 'v1.zip'), v2: path.join(dir, 'v2.zip'), sums: { v1: sha(a), v2: sha(b) } };
+}
+
+async function fileSha(p: string): Promise<string> {
+  return sha(await fsp.readFile(p));
+}
+
+async function awsCliTest(name: string, bin: string) {
+  const skip = await available([bin, '--version'], name);
+  t.test(name, { skip }, async (t) => {
+    const proxy = await startProxy(t);
+    const f = await corpus(t);
+    const aws = (...args: string[]) => run(bin, ['--endpoint-url', proxy.url, ...args]);
+    const ok = async (...args: string[]) => {
+      const r = await aws(...args);
+      t.equal(r.exitCode, 0, `aws ${args.join(' ')}\n${r.all}`);
+      return r.stdout;
+    };
+    await ok('s3', 'mb', 's3://cli-bucket');
+    await ok('s3', 'cp', f.v1, 's3://cli-bucket/rel/v1.zip');
+    await ok('s3', 'cp', f.v2, 's3://cli-bucket/rel/v2.zip');
+    await ok('s3', 'cp', path.join(f.dir, 'hello world.txt'), 's3://cli-bucket/notes/hello world.txt');
+    const ls = await ok('s3', 'ls', '--recursive', 's3://cli-bucket');
+    t.match(ls, /rel\/v1\.zip/);
+    t.match(ls, /notes\/hello world\.txt/);
+    t.notMatch(ls, /reference\.bin|\.delta|\.meta/);
+    const api = JSON.parse(await ok('s3api', 'list-objects-v2', '--bucket', 'cli-bucket', '--output', 'json')) as { Contents: { Key: string }[] };
+    t.same(api.Contents.map((c) => c.Key), ['notes/hello world.txt', 'rel/v1.zip', 'rel/v2.zip']);
+    await ok('s3', 'cp', 's3://cli-bucket/rel/v1.zip', `${f.dir}/down1.zip`);
+    await ok('s3', 'cp', 's3://cli-bucket/rel/v2.zip', `${f.dir}/down2.zip`);
+    t.equal(await fileSha(`${f.dir}/down1.zip`), f.sums.v1);
+    t.equal(await fileSha(`${f.dir}/down2.zip`), f.sums.v2);
+    await ok('s3api', 'head-object', '--bucket', 'cli-bucket', '--key', 'rel/v2.zip');
+    await ok('s3', 'rm', '--recursive', 's3://cli-bucket');
+    await ok('s3', 'rb', 's3://cli-bucket');
+  });
+}
+
+await awsCliTest('aws-cli v2 (/usr/bin/aws)', '/usr/bin/aws');
+await awsCliTest('aws-cli v1 (pip, aws on PATH)', 'aws');
+
+async function boto3Test(name: string, python: string) {
+  const skip = await available([python, '-c', 'import boto3'], name);
+  t.test(name, { skip }, async (t) => {
+    const proxy = await startProxy(t);
+    const f = await corpus(t);
+    const script = path.join(f.dir, 'client.py');
+    await fsp.writeFile(script, BOTO3_SCRIPT);
+    const r = await run(python, [script, proxy.url, 'boto-bucket', f.v1, f.v2]);
+    t.equal(r.exitCode, 0, r.all);
+    t.match(r.stdout, 'KEYS notes/hello world.txt,rel/v1.zip,rel/v2.zip');
+    t.match(r.stdout, `SHA rel/v1.zip ${f.sums.v1}`);
+    t.match(r.stdout, `SHA rel/v2.zip ${f.sums.v2}`);
+    t.match(r.stdout, 'HEAD boto3');
+    t.match(r.stdout, 'DONE');
+    t.equal(await fileSha(`${f.v2}.down`), f.sums.v2);
+  });
+}
+
+await boto3Test('boto3 (pip, recent: CRC32 trailers)', 'python3');
+await boto3Test("boto3 (Debian's python3-boto3)", '/usr/bin/python3');
+
+t.test('s3cmd', { skip: await available(['s3cmd', '--version'], 's3cmd') }, async (t) => {
+  const proxy = await startProxy(t);
+  const f = await corpus(t);
+  const cfg = path.join(f.dir, 's3cfg');
+  await fsp.writeFile(
+    cfg,
+    `[default]\naccess_key = ${creds.accessKeyId}\nsecret_key = ${creds.secretAccessKey}\nhost_base = 127.0.0.1:${proxy.port}\nhost_bucket = 127.0.0.1:${proxy.port}\nuse_https = False\nsignature_v2 = False\nbucket_location = us-east-1\n`,
+  );
+  const s3cmd = async (...args: string[]) => {
+    const r = await run('s3cmd', ['-c', cfg, ...args]);
+    t.equal(r.exitCode, 0, `s3cmd ${args.join(' ')}\n${r.all}`);
+    return r.stdout;
+  };
+  await s3cmd('mb', 's3://cmd-bucket');
+  await s3cmd('put', f.v1, 's3://cmd-bucket/rel/v1.zip');
+  await s3cmd('put', f.v2, 's3://cmd-bucket/rel/v2.zip');
+  const ls = await s3cmd('ls', '--recursive', 's3://cmd-bucket');
+  t.match(ls, /rel\/v1\.zip/);
+  t.match(ls, /rel\/v2\.zip/);
+  t.notMatch(ls, /reference\.bin|\.delta/);
+  await s3cmd('get', 's3://cmd-bucket/rel/v2.zip', `${f.dir}/got2.zip`);
+  t.equal(await fileSha(`${f.dir}/got2.zip`), f.sums.v2);
+  await s3cmd('del', 's3://cmd-bucket/rel/v1.zip', 's3://cmd-bucket/rel/v2.zip');
+  await s3cmd('rb', 's3://cmd-bucket');
+});
+
+t.test('rclone', { skip: await available(['rclone', 'version'], 'rclone') }, async (t) => {
+  const proxy = await startProxy(t);
+  const f = await corpus(t);
+  const env = cliEnv({
+    RCLONE_CONFIG: '/dev/null',
+    RCLONE_CONFIG_DGP_TYPE: 's3',
+    RCLONE_CONFIG_DGP_PROVIDER: 'Other',
+    RCLONE_CONFIG_DGP_ENDPOINT: proxy.url,
+    RCLONE_CONFIG_DGP_ACCESS_KEY_ID: creds.accessKeyId,
+    RCLONE_CONFIG_DGP_SECRET_ACCESS_KEY: creds.secretAccessKey,
+    RCLONE_CONFIG_DGP_REGION: 'us-east-1',
+    RCLONE_CONFIG_DGP_FORCE_PATH_STYLE: 'true',
+  });
+  delete env.AWS_CA_BUNDLE;
+  const rclone = async (...args: string[]) => {
+    const r = await run('rclone', args, { env });
+    t.equal(r.exitCode, 0, `rclone ${args.join(' ')}\n${r.all}`);
+    return r.stdout;
+  };
+  await rclone('mkdir', 'dgp:rc-bucket');
+  await rclone('copyto', f.v1, 'dgp:rc-bucket/rel/v1.zip');
+  await rclone('copyto', f.v2, 'dgp:rc-bucket/rel/v2.zip');
+  const ls = await rclone('lsf', '-R', 'dgp:rc-bucket');
+  t.same(ls.trim().split('\n').sort(), ['rel/', 'rel/v1.zip', 'rel/v2.zip']);
+  await rclone('copyto', 'dgp:rc-bucket/rel/v2.zip', `${f.dir}/rc2.zip`);
+  t.equal(await fileSha(`${f.dir}/rc2.zip`), f.sums.v2);
+  await rclone('check', f.dir, 'dgp:rc-bucket/rel', '--include', 'v*.zip', '--one-way');
+  await rclone('purge', 'dgp:rc-bucket');
+});
