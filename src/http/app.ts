@@ -71,6 +71,11 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
     requestTimeout: 0,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    // Malformed percent-encoding in the path is S3's InvalidURI.
+    frameworkErrors: (err, req, reply) => {
+      const e = err.code === 'FST_ERR_BAD_URL' ? new S3Error('InvalidURI') : toS3Error(err, req);
+      void sendError(reply, e, req.url, req.id);
+    },
   });
   const engine = makeEngine(app.log);
   app.decorate('engine', engine);
