@@ -1,0 +1,56 @@
+import t from 'tap';
+import { ConfigError, SETTINGS, loadConfig } from '../src/config/config.js';
+
+const run = (src: Parameters<typeof loadConfig>[0]) => {
+  const r = loadConfig({ toml: '', ...src });
+  if (r.action !== 'run') throw new Error(r.action);
+  return r.config;
+};
+
+t.test('defaults', async (t) => {
+  const c = run({});
+  t.equal(c.listenAddr, '127.0.0.1:9000');
+  t.equal(c.dataDir, './data');
+  t.equal(c.maxDeltaRatio, 0.5);
+  t.equal(c.cacheSizeMb, 100);
+  t.equal(c.tmpDir, './data/.deltaglider/tmp');
+});
+
+t.test('precedence: defaults < TOML < env < flags', async (t) => {
+  const toml = 'listen_addr = "0.0.0.0:1"\ndata_dir = "/toml"\nmax_delta_ratio = 0.3\ncache_size_mb = 7';
+  const env = { DELTAGLIDER_PROXY_LISTEN_ADDR: '0.0.0.0:2', DELTAGLIDER_PROXY_MAX_DELTA_RATIO: '0.2' };
+  const c = run({ toml, env, argv: ['--listen', '0.0.0.0:3'] });
+  t.equal(c.listenAddr, '0.0.0.0:3');
+  t.equal(c.maxDeltaRatio, 0.2);
+  t.equal(c.dataDir, '/toml');
+  t.equal(c.cacheSizeMb, 7);
+  t.equal(run({ argv: ['--data-dir=/flag'] }).dataDir, '/flag');
+});
+
+t.test('env names', async (t) => {
+  const envs = SETTINGS.map((s) => s.env);
+  for (const name of ['DELTAGLIDER_PROXY_LISTEN_ADDR', 'DELTAGLIDER_PROXY_DATA_DIR', 'DELTAGLIDER_PROXY_MAX_DELTA_RATIO', 'DELTAGLIDER_PROXY_CACHE_SIZE_MB', 'DELTAGLIDER_PROXY_ACCESS_KEY_ID', 'DELTAGLIDER_PROXY_SECRET_ACCESS_KEY']) {
+    t.ok(envs.includes(name), name);
+  }
+  const c = run({ env: { DELTAGLIDER_PROXY_ACCESS_KEY_ID: 'AK', DELTAGLIDER_PROXY_SECRET_ACCESS_KEY: 'SK', DELTAGLIDER_PROXY_DELTA_EXTENSIONS: '.zip, .foo' } });
+  t.equal(c.accessKeyId, 'AK');
+  t.same(c.deltaExtensions, ['.zip', '.foo']);
+});
+
+t.test('bad values name the key and what is allowed', async (t) => {
+  t.throws(() => run({ env: { DELTAGLIDER_PROXY_MAX_DELTA_RATIO: '2' } }), { message: /DELTAGLIDER_PROXY_MAX_DELTA_RATIO.*from 0 to 1/ });
+  t.throws(() => run({ env: { DELTAGLIDER_PROXY_CACHE_SIZE_MB: 'lots' } }), { message: /CACHE_SIZE_MB.*integer/ });
+  t.throws(() => run({ argv: ['--listen', 'nope'] }), { message: /listen_addr.*HOST:PORT/ });
+  t.throws(() => run({ toml: 'max_delta_ratio = "x"' }), ConfigError);
+  t.throws(() => run({ toml: 'no_such_key = 1' }), { message: /unknown key no_such_key/ });
+  t.throws(() => run({ toml: 'this is = not toml' }), { message: /cannot parse/ });
+  t.throws(() => run({ argv: ['--bogus'] }), { message: /unknown option/ });
+  t.throws(() => run({ argv: ['--listen'] }), { message: /needs a value/ });
+  t.throws(() => run({ env: { DELTAGLIDER_PROXY_ACCESS_KEY_ID: 'only-one' } }), { message: /together/ });
+  t.throws(() => loadConfig({ argv: ['--config', '/no/such/file.toml'] }), { message: /cannot read config file/ });
+});
+
+t.test('help and version', async (t) => {
+  t.equal(loadConfig({ argv: ['--help'] }).action, 'help');
+  t.equal(loadConfig({ argv: ['-V'] }).action, 'version');
+});
