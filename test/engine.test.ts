@@ -21,7 +21,7 @@ async function engine(t: Test, over: Partial<ConstructorParameters<typeof Engine
     cacheBytes: 64 << 20,
     maxDeltaRatio: 0.5,
     deltaExtensions: ['.zip', '.bin'],
-    codec: { binary: 'xdelta3', level: 9, secondary: 'djw', maxWindow: 1 << 30 },
+    codec: { binary: 'xdelta3', level: 9, secondary: 'default', maxWindow: 1 << 30 },
     toolVersion: 'test',
     ...over,
   });

@@ -94,7 +94,7 @@ export const SETTINGS = [
   setting('tmpDir', 'tmp_dir', str, (c) => `${c.dataDir}/.deltaglider/tmp`),
   setting('xdelta3Path', 'xdelta3_path', str, 'xdelta3'),
   setting('xdelta3Level', 'xdelta3_level', num(0, 9, true), 9),
-  setting('xdelta3Secondary', 'xdelta3_secondary', oneOf('none', 'djw', 'fgk', 'lzma'), 'djw'),
+  setting('xdelta3Secondary', 'xdelta3_secondary', oneOf('default', 'none', 'djw', 'fgk', 'lzma'), 'default'),
   setting('xdelta3MaxWindowMb', 'xdelta3_max_window_mb', num(1, 2048, true), 2048),
   setting('maxObjectSize', 'max_object_size', num(0, 5 * 1024 ** 4, true), 5 * 1024 ** 3),
   setting('virtualHostDomains', 'virtual_host_domains', list, ['localhost']),

@@ -6,24 +6,29 @@ import type { Readable } from 'node:stream';
 // Flags that matter for correctness and size:
 //   -D        never let xdelta3 decompress (and recompress) gzip/bzip2/xz
 //             inputs: the bytes we return must be the bytes we were given.
-//   -B N      source window. Without it xdelta3 keeps 64 MiB of the reference
-//             in memory, and matches beyond that are lost (near-full-size
-//             deltas, very slow encodes). We size it to the reference, capped
-//             by config because xdelta3 holds the window in memory.
-//   -S djw    secondary compression of the instruction/data sections.
-//   -N        (level) 1..9 for the match search; see docs/configuration.md.
+//   -B N      source window. xdelta3's default is 64 MiB: matches beyond it
+//             are lost (near-full-size deltas, very slow encodes). We use the
+//             larger of 64 MiB and the reference size, capped by config
+//             because xdelta3 holds the window in memory. Never below 64 MiB:
+//             a smaller window also shrinks xdelta3's match index, which
+//             costs up to ~1.5 % in delta size (docs/configuration.md).
+//   -9        match-search level. The original DeltaGlider CLI encodes with
+//             -9 and the default 64 MiB window; with the same level and a
+//             window at least as large, our deltas are never larger.
+//   -S X      secondary compressor; xdelta3's own default when unset.
 
 export interface CodecOptions {
   binary: string;
   /** Match-search level, 0 (fastest) to 9. */
   level: number;
-  /** Secondary compressor: 'none' | 'djw' | 'fgk' | 'lzma'. */
+  /** Secondary compressor: 'default' (xdelta3's) | 'none' | 'djw' | 'fgk' | 'lzma'. */
   secondary: string;
   /** Upper bound for -B, in bytes. */
   maxWindow: number;
 }
 
-const MIN_WINDOW = 1 << 20;
+const MIB = 1 << 20;
+export const DEFAULT_WINDOW = 64 * MIB;
 
 export class XdeltaError extends Error {
   constructor(message: string, cause?: unknown) {
@@ -37,7 +42,7 @@ export class Codec {
 
   /** The -B value for a reference of this size. */
   window(refSize: number): number {
-    const w = Math.max(MIN_WINDOW, Math.ceil(refSize / MIN_WINDOW) * MIN_WINDOW);
+    const w = Math.max(DEFAULT_WINDOW, Math.ceil(refSize / MIB) * MIB);
     return Math.min(w, this.opts.maxWindow);
   }
 
@@ -48,7 +53,7 @@ export class Codec {
   /** Encodes `target` against `ref` into the file `out`. */
   async encode(ref: string, refSize: number, target: string, out: string, signal?: AbortSignal): Promise<void> {
     const args = ['-e', ...this.common(refSize), `-${this.opts.level}`];
-    if (this.opts.secondary !== 'none') args.push('-S', this.opts.secondary);
+    if (this.opts.secondary !== 'default') args.push('-S', this.opts.secondary);
     args.push('-s', ref, target, out);
     try {
       await execa(this.opts.binary, args, { cancelSignal: signal, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe' });
