@@ -6,6 +6,7 @@
 
 export const S3_ERRORS = {
   AccessDenied: [403, 'Access Denied'],
+  AuthorizationQueryParametersError: [400, 'Error parsing the X-Amz-Credential parameter.'],
   AuthorizationHeaderMalformed: [400, 'The authorization header is malformed.'],
   BadDigest: [400, 'The Content-MD5 or checksum you specified did not match what was received.'],
   BucketAlreadyExists: [409, 'The requested bucket name is not available.'],

@@ -37,9 +37,6 @@ async function main(): Promise<number> {
     return 1;
   }
   const app = await build(config);
-  if (!config.accessKeyId) {
-    app.log.warn('no key pair configured: clients may sign with the development pair (docs/configuration.md); do not expose this port');
-  }
   const m = /^(.*):(\d+)$/.exec(config.listenAddr)!;
   const host = m[1].replace(/^\[|\]$/g, '');
   await app.listen({ host, port: Number(m[2]) });

@@ -6,6 +6,17 @@ import { DEFAULT_DELTA_EXTENSIONS } from '../engine/router.js';
 // One table (SETTINGS) names every key with its env var, parser and default;
 // docs/configuration.md and deltaglider-proxy.toml.example list the same keys.
 
+/** A key pair clients sign with, and what it may do. */
+export interface KeyGrant {
+  accessKeyId: string;
+  secretAccessKey: string;
+  /** Buckets the key may use; every bucket when absent. */
+  buckets?: string[];
+  readOnly: boolean;
+}
+
+export type AnonymousAccess = 'none' | 'read-only' | 'read-write';
+
 export interface Config {
   listenAddr: string;
   dataDir: string;
@@ -23,6 +34,10 @@ export interface Config {
   virtualHostDomains: string[];
   region: string;
   logLevel: string;
+  /** [[auth.keys]] of the TOML file. */
+  authKeys: KeyGrant[];
+  /** [auth] anonymous: unsigned requests are refused unless this says otherwise. */
+  anonymous: AnonymousAccess;
 }
 
 /**
@@ -100,7 +115,39 @@ export const SETTINGS = [
   setting('virtualHostDomains', 'virtual_host_domains', list, ['localhost']),
   setting('region', 'region', str, 'us-east-1'),
   setting('logLevel', 'log_level', oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), 'info'),
+  { ...setting('anonymous', 'auth.anonymous', oneOf('none', 'read-only', 'read-write') as Parser<AnonymousAccess>, 'none'), env: 'DELTAGLIDER_PROXY_AUTH_ANONYMOUS' },
 ] as const;
+
+/** Parses the [[auth.keys]] array of tables. */
+function parseKeys(raw: unknown): KeyGrant[] {
+  if (raw === undefined) return [];
+  if (!Array.isArray(raw)) throw new ConfigError('auth.keys must be an array of tables ([[auth.keys]])');
+  return raw.map((k: Record<string, unknown>, i) => {
+    const where = `auth.keys[${i}]`;
+    const known = ['access_key_id', 'secret_access_key', 'buckets', 'read_only'];
+    for (const name of Object.keys(k)) if (!known.includes(name)) throw new ConfigError(`unknown key ${name} in ${where} (allowed: ${known.join(', ')})`);
+    const id = k.access_key_id;
+    const secret = k.secret_access_key;
+    if (typeof id !== 'string' || !/^[\x21-\x7e]{1,128}$/.test(id) || id.includes('/')) {
+      throw new ConfigError(`invalid ${where}.access_key_id: expected 1 to 128 printable characters without '/'`);
+    }
+    if (typeof secret !== 'string' || secret.length === 0) throw new ConfigError(`invalid ${where}.secret_access_key: expected a non-empty string`);
+    const buckets = k.buckets === undefined ? undefined : list(k.buckets, `${where}.buckets`);
+    const readOnly = k.read_only ?? false;
+    if (typeof readOnly !== 'boolean') throw new ConfigError(`invalid ${where}.read_only: expected true or false`);
+    return { accessKeyId: id, secretAccessKey: secret, buckets, readOnly };
+  });
+}
+
+/** Looks up a dotted TOML key ('auth.anonymous') in the parsed table. */
+function lookup(table: Record<string, unknown>, dotted: string): unknown {
+  let cur: unknown = table;
+  for (const part of dotted.split('.')) {
+    if (typeof cur !== 'object' || cur === null) return undefined;
+    cur = (cur as Record<string, unknown>)[part];
+  }
+  return cur;
+}
 
 export interface Sources {
   argv?: string[];
@@ -172,19 +219,28 @@ export function loadConfig(src: Sources = {}): CliAction {
     }
   }
   const known = new Set<string>(SETTINGS.map((s) => s.toml));
-  for (const k of Object.keys(table)) if (!known.has(k)) throw new ConfigError(`unknown key ${k} in ${file ?? 'config'}`);
+  const tables: Record<string, string[]> = { auth: ['keys', 'anonymous'] };
+  for (const [k, v] of Object.entries(table)) {
+    if (known.has(k)) continue;
+    if (tables[k] && typeof v === 'object' && v !== null && !Array.isArray(v)) {
+      for (const sub of Object.keys(v)) if (!tables[k].includes(sub)) throw new ConfigError(`unknown key ${k}.${sub} in ${file ?? 'config'}`);
+      continue;
+    }
+    throw new ConfigError(`unknown key ${k} in ${file ?? 'config'}`);
+  }
 
   const config = {} as Config;
   const deferred: Setting<keyof Config>[] = [];
   for (const s of SETTINGS as readonly Setting<keyof Config>[]) {
     const flag = flags[s.field];
-    const raw = flag ?? env[s.env] ?? table[s.toml];
+    const raw = flag ?? env[s.env] ?? lookup(table, s.toml);
     const label = flag !== undefined ? `flag for ${s.toml}` : env[s.env] !== undefined ? s.env : s.toml;
     if (raw !== undefined) (config as unknown as Record<string, unknown>)[s.field] = s.parse(raw, label);
     else if (typeof s.default === 'function') deferred.push(s);
     else (config as unknown as Record<string, unknown>)[s.field] = s.default;
   }
   for (const s of deferred) (config as unknown as Record<string, unknown>)[s.field] = (s.default as (c: Config) => unknown)(config);
+  config.authKeys = parseKeys(lookup(table, 'auth.keys'));
   if (!!config.accessKeyId !== !!config.secretAccessKey) {
     throw new ConfigError('access_key_id and secret_access_key must be set together (DELTAGLIDER_PROXY_ACCESS_KEY_ID / DELTAGLIDER_PROXY_SECRET_ACCESS_KEY)');
   }

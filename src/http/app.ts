@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { Config } from '../config/config.js';
+import { DEV_ACCESS_KEY_ID, DEV_SECRET_ACCESS_KEY, type Config, type KeyGrant } from '../config/config.js';
 import type { Engine } from '../engine/engine.js';
 import type { Logger } from '../log.js';
 import { S3Error } from '../errors.js';
 import type { Ctx } from './context.js';
 import { sendError, toS3Error } from './errors.js';
+import { authenticate, authorize, KeyStore } from './auth/authenticate.js';
 import { ROUTES } from './routes.js';
 import { Router, type Level } from './router.js';
 
@@ -60,6 +61,17 @@ export function parseTarget(rawUrl: string, host: string | undefined, domains: s
 }
 
 /** The HTTP app; `makeEngine` receives the app's logger. */
+/**
+ * The key pairs clients may sign with: [[auth.keys]], the pair from
+ * access_key_id / secret_access_key, or else the development pair.
+ */
+export function effectiveKeys(config: Config): { keys: KeyGrant[]; development: boolean } {
+  const keys = [...config.authKeys];
+  if (config.accessKeyId) keys.push({ accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey, readOnly: false });
+  if (keys.length > 0) return { keys, development: false };
+  return { keys: [{ accessKeyId: DEV_ACCESS_KEY_ID, secretAccessKey: DEV_SECRET_ACCESS_KEY, readOnly: false }], development: true };
+}
+
 export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): FastifyInstance {
   const app = Fastify({
     logger: { level: config.logLevel, redact: ['req.headers.authorization'] },
@@ -86,6 +98,10 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
   app.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
 
   const router = new Router(ROUTES);
+  const { keys, development } = effectiveKeys(config);
+  const keyStore = new KeyStore(keys, config.anonymous);
+  if (development) app.log.warn(`no key pair configured: clients sign with the public development pair (access key ${DEV_ACCESS_KEY_ID}, docs/configuration.md); do not expose this port`);
+  if (config.anonymous !== 'none') app.log.warn(`anonymous access is enabled (${config.anonymous})`);
 
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-amz-request-id', req.id);
@@ -101,15 +117,18 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
   const handle = async (req: FastifyRequest, reply: FastifyReply) => {
     let resource = req.url;
     try {
-      const t = parseTarget(req.raw.url ?? '/', req.headers.host, config.virtualHostDomains);
+      const rawUrl = req.raw.url ?? '/';
+      const t = parseTarget(rawUrl, req.headers.host, config.virtualHostDomains);
       resource = t.resource;
+      const principal = authenticate(req.raw, rawUrl.replace(/^https?:\/\/[^/]*/i, ''), keyStore);
       const ac = new AbortController();
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) ac.abort();
       });
-      const ctx: Ctx = { req, reply, engine, config, bucket: t.bucket, key: t.key, query: t.query, requestId: req.id, signal: ac.signal, resource };
+      const ctx: Ctx = { req, reply, engine, config, bucket: t.bucket, key: t.key, query: t.query, requestId: req.id, signal: ac.signal, resource, principal };
       const level: Level = t.bucket === '' ? 'service' : t.key === undefined ? 'bucket' : 'object';
       const route = router.resolve(ctx, level);
+      authorize(principal, t.bucket, req.method !== 'GET' && req.method !== 'HEAD');
       await route.handler(ctx);
       return reply;
     } catch (err) {

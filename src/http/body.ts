@@ -19,8 +19,22 @@ export interface ReceivedBody {
 
 export interface BodyOptions {
   maxSize: number;
-  /** Set by the auth layer for signed aws-chunked bodies. */
-  verifier?: ChunkVerifier;
+}
+
+/** The aws-chunked decoder for a request, verifying chunk signatures when signed. */
+function chunkDecoder(ctx: Ctx): AwsChunkedDecoder {
+  const verifier: ChunkVerifier | undefined = ctx.principal.chunkVerifier?.();
+  return new AwsChunkedDecoder(verifier);
+}
+
+/** A hex x-amz-content-sha256 must be the body's SHA-256 (SigV4 signed payload). */
+function checkContentSha(ctx: Ctx, sha256: string): void {
+  const contentSha = header(ctx, 'x-amz-content-sha256');
+  if (contentSha && /^[0-9a-f]{64}$/i.test(contentSha) && contentSha.toLowerCase() !== sha256) {
+    throw new S3Error('XAmzContentSHA256Mismatch', undefined, {
+      fields: { ClientComputedContentSHA256: contentSha, S3ComputedContentSHA256: sha256 },
+    });
+  }
 }
 
 const CHECKSUM_NAME: Record<ChecksumAlgorithm, string> = { crc32: 'CRC32', crc32c: 'CRC32C', crc64nvme: 'CRC64NVME', sha1: 'SHA1', sha256: 'SHA256' };
@@ -77,7 +91,7 @@ export async function receiveBody(ctx: Ctx, opts: BodyOptions): Promise<Received
   let body: Readable = ctx.req.raw;
   let decoder: AwsChunkedDecoder | undefined;
   if (chunked) {
-    decoder = new AwsChunkedDecoder(opts.verifier);
+    decoder = chunkDecoder(ctx);
     ctx.req.raw.on('error', (err) => decoder!.destroy(err));
     body = ctx.req.raw.pipe(decoder);
   }
@@ -88,12 +102,7 @@ export async function receiveBody(ctx: Ctx, opts: BodyOptions): Promise<Received
     if (md5Header !== undefined && Buffer.from(md5Header, 'base64').toString('hex') !== spooled.md5) {
       throw new S3Error('BadDigest', 'The Content-MD5 you specified did not match what was received.');
     }
-    const contentSha = header(ctx, 'x-amz-content-sha256');
-    if (contentSha && /^[0-9a-f]{64}$/i.test(contentSha) && contentSha.toLowerCase() !== spooled.sha256) {
-      throw new S3Error('XAmzContentSHA256Mismatch', undefined, {
-        fields: { ClientComputedContentSHA256: contentSha, S3ComputedContentSHA256: spooled.sha256 },
-      });
-    }
+    checkContentSha(ctx, spooled.sha256);
     const checksums: Record<string, string> = {};
     for (const alg of wanted) {
       const given = fromHeaders[alg] ?? decoder?.trailers[`x-amz-checksum-${alg}`];
@@ -113,7 +122,11 @@ export async function receiveBody(ctx: Ctx, opts: BodyOptions): Promise<Received
 /** Reads a small request body (XML documents) with a size cap, decoding aws-chunked. */
 export async function readSmallBody(ctx: Ctx, limit = 2 * 1024 * 1024): Promise<Buffer> {
   let body: Readable = ctx.req.raw;
-  if (isAwsChunked(ctx)) body = ctx.req.raw.pipe(new AwsChunkedDecoder());
+  if (isAwsChunked(ctx)) {
+    const decoder = chunkDecoder(ctx);
+    ctx.req.raw.on('error', (err) => decoder.destroy(err));
+    body = ctx.req.raw.pipe(decoder);
+  }
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const c of body as AsyncIterable<Buffer>) {
@@ -124,5 +137,6 @@ export async function readSmallBody(ctx: Ctx, limit = 2 * 1024 * 1024): Promise<
   const buf = Buffer.concat(chunks);
   const md5 = header(ctx, 'content-md5');
   if (md5 !== undefined && createHash('md5').update(buf).digest('base64') !== md5) throw new S3Error('BadDigest');
+  checkContentSha(ctx, createHash('sha256').update(buf).digest('hex'));
   return buf;
 }

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config/config.js';
 import type { Engine } from '../engine/engine.js';
+import type { Principal } from './auth/authenticate.js';
 
 /** What every operation handler receives: the parsed S3 request target. */
 export interface Ctx {
@@ -18,6 +19,8 @@ export interface Ctx {
   signal: AbortSignal;
   /** The resource named in error documents. */
   resource: string;
+  /** Who signed the request, and what the body must satisfy. */
+  principal: Principal;
 }
 
 export type Handler = (ctx: Ctx) => Promise<void>;

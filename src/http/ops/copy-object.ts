@@ -1,4 +1,5 @@
 import { copyObject as copy } from '../../engine/copy.js';
+import { authorize } from '../auth/authenticate.js';
 import { checkKey } from '../../engine/keys.js';
 import { S3Error } from '../../errors.js';
 import { header, type Ctx } from '../context.js';
@@ -32,6 +33,8 @@ export function parseCopySource(raw: string): { bucket: string; key: string } {
 /** CopyObject: PUT /bucket/key with x-amz-copy-source. */
 export async function copyObject(ctx: Ctx): Promise<void> {
   const src = parseCopySource(header(ctx, 'x-amz-copy-source')!);
+  // The source is read with the same key: it needs a grant for that bucket too.
+  authorize(ctx.principal, src.bucket, false);
   checkKey(ctx.key!);
   checkStorageClass(ctx);
   const directive = (header(ctx, 'x-amz-metadata-directive') ?? 'COPY').toUpperCase();

@@ -5,7 +5,8 @@ export const OWNER = { ID: 'deltaglider', DisplayName: 'deltaglider' };
 
 /** ListBuckets: GET / */
 export async function listBuckets(ctx: Ctx): Promise<void> {
-  const buckets = await ctx.engine.listBuckets();
+  const grant = ctx.principal.buckets;
+  const buckets = (await ctx.engine.listBuckets()).filter((b) => !grant || grant.includes(b.name));
   ctx.reply.header('content-type', 'application/xml');
   ctx.reply.send(
     xmlDocument('ListAllMyBucketsResult', {

@@ -1,0 +1,128 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import aws4 from 'aws4';
+
+// AWS Signature Version 4 as S3 applies it (S3 API reference, "Authenticating
+// Requests (AWS Signature Version 4)"). The canonical request is built here,
+// exactly as S3 does for its clients; aws4 derives the signing key (with its
+// cache) and signs the string to sign.
+
+export const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
+export const sha256hex = (s: string | Buffer) => createHash('sha256').update(s).digest('hex');
+
+/** UriEncode of the SigV4 spec: everything but A-Z a-z 0-9 - . _ ~ is %XX. */
+export function uriEncode(s: string, keepSlash = false): string {
+  let out = '';
+  for (const byte of Buffer.from(s, 'utf8')) {
+    const c = String.fromCharCode(byte);
+    if (/[A-Za-z0-9\-._~]/.test(c) || (keepSlash && c === '/')) out += c;
+    else out += '%' + byte.toString(16).toUpperCase().padStart(2, '0');
+  }
+  return out;
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+/**
+ * Canonical URIs a client may have signed for this raw path: S3 clients sign
+ * the URI-encoded key (each byte outside the unreserved set as %XX, '/'
+ * kept), which is usually but not always the path they sent (some leave '+',
+ * '!' or '$' raw, some encode '/' inside keys).
+ */
+export function canonicalUris(rawPath: string): string[] {
+  const decodedSegments = rawPath.split('/').map((seg) => uriEncode(safeDecode(seg)));
+  const a = decodedSegments.join('/');
+  const b = uriEncode(safeDecode(rawPath), true);
+  return [...new Set([a, b, rawPath])];
+}
+
+/** Canonical query string: decoded, re-encoded, sorted by name then value. */
+export function canonicalQuery(rawQuery: string, exclude?: string): string {
+  if (!rawQuery) return '';
+  const pairs: [string, string][] = [];
+  for (const part of rawQuery.split('&')) {
+    if (part === '') continue;
+    const eq = part.indexOf('=');
+    const name = safeDecode(eq < 0 ? part : part.slice(0, eq));
+    const value = eq < 0 ? '' : safeDecode(part.slice(eq + 1));
+    if (name === exclude) continue;
+    pairs.push([uriEncode(name), uriEncode(value)]);
+  }
+  pairs.sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : x[1] < y[1] ? -1 : x[1] > y[1] ? 1 : 0));
+  return pairs.map(([n, v]) => `${n}=${v}`).join('&');
+}
+
+/**
+ * Canonical headers from the raw header list: names lower-cased, values
+ * trimmed with inner runs of spaces collapsed, repeated headers joined by ','.
+ * Returns null when a signed header is absent.
+ */
+export function canonicalHeaders(rawHeaders: string[], signed: string[]): string | null {
+  const values = new Map<string, string[]>();
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i].toLowerCase();
+    const list = values.get(name) ?? [];
+    list.push(rawHeaders[i + 1].trim().replace(/\s+/g, ' '));
+    values.set(name, list);
+  }
+  const lines: string[] = [];
+  for (const h of signed) {
+    const v = values.get(h);
+    if (v === undefined) return null;
+    lines.push(`${h}:${v.join(',')}\n`);
+  }
+  return lines.join('');
+}
+
+export interface Scope {
+  /** yyyymmdd */
+  date: string;
+  region: string;
+  service: string;
+}
+
+export const scopeString = (s: Scope) => `${s.date}/${s.region}/${s.service}/aws4_request`;
+
+/**
+ * HMAC-SHA256 of `stringToSign` with the SigV4 signing key of `secret` for
+ * `scope`, as lower-case hex. aws4's RequestSigner derives and caches the key.
+ */
+export function signString(secret: string, scope: Scope, stringToSign: string): string {
+  const signer = new aws4.RequestSigner({ service: scope.service, region: scope.region, host: 'localhost', path: '/' }, { accessKeyId: '-', secretAccessKey: secret }) as unknown as {
+    getDate(): string;
+    stringToSign(): string;
+    signature(): string;
+  };
+  signer.getDate = () => scope.date;
+  signer.stringToSign = () => stringToSign;
+  return signer.signature();
+}
+
+export function requestStringToSign(amzDate: string, scope: Scope, canonicalRequest: string): string {
+  return ['AWS4-HMAC-SHA256', amzDate, scopeString(scope), sha256hex(canonicalRequest)].join('\n');
+}
+
+export function canonicalRequest(method: string, uri: string, query: string, headers: string, signedHeaders: string, payload: string): string {
+  return [method, uri, query, headers, signedHeaders, payload].join('\n');
+}
+
+/** Constant-time comparison of two hex signatures. */
+export function sameSignature(a: string, b: string): boolean {
+  const x = Buffer.from(a.toLowerCase(), 'utf8');
+  const y = Buffer.from(b.toLowerCase(), 'utf8');
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/** yyyymmddThhmmssZ to a Date, or null. */
+export function parseAmzDate(s: string | undefined): Date | null {
+  const m = s && /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(s);
+  if (!m) return null;
+  const d = new Date(Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]));
+  return Number.isNaN(d.getTime()) ? null : d;
+}

@@ -1,0 +1,121 @@
+import type { IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
+import t from 'tap';
+import { authenticate, KeyStore } from '../src/http/auth/authenticate.js';
+import { canonicalQuery, canonicalUris, uriEncode } from '../src/http/auth/sigv4.js';
+import { AwsChunkedDecoder } from '../src/http/chunked.js';
+
+// The worked examples of the S3 API reference ("Signature Calculations for the
+// Authorization Header: Transferring Payload in Multiple Chunks" and "...
+// Including Trailing Headers"): an independent oracle for the seed, chunk and
+// trailer signatures, 65,536 + 1,024 bytes of 'a'.
+
+const AKID = 'AKIAIOSFODNN7EXAMPLE';
+const SECRET = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
+const DOC_TIME = Date.UTC(2013, 4, 24);
+const keys = new KeyStore([{ accessKeyId: AKID, secretAccessKey: SECRET, readOnly: false }], 'none');
+
+interface Example {
+  headers: [string, string][];
+  signed: string;
+  seed: string;
+  chunks: [string, string, string];
+  trailer: string;
+}
+
+const PLAIN: Example = {
+  headers: [['content-encoding', 'aws-chunked'], ['content-length', '66824'], ['host', 's3.amazonaws.com'], ['x-amz-content-sha256', 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD'], ['x-amz-date', '20130524T000000Z'], ['x-amz-decoded-content-length', '66560'], ['x-amz-storage-class', 'REDUCED_REDUNDANCY']],
+  signed: 'content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length;x-amz-storage-class',
+  seed: '4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9',
+  chunks: ['ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648', '0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497', 'b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9'],
+  trailer: '',
+};
+
+const TRAILER: Example = {
+  headers: [['content-encoding', 'aws-chunked'], ['host', 's3.amazonaws.com'], ['x-amz-content-sha256', 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER'], ['x-amz-date', '20130524T000000Z'], ['x-amz-decoded-content-length', '66560'], ['x-amz-storage-class', 'REDUCED_REDUNDANCY'], ['x-amz-trailer', 'x-amz-checksum-crc32c']],
+  signed: 'content-encoding;host;x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length;x-amz-storage-class;x-amz-trailer',
+  seed: '106e2a8a18243abcf37539882f36619c00e2dfc72633413f02d3b74544bfeb8e',
+  chunks: ['b474d8862b1487a5145d686f57f013e54db672cee1c953b3010fb58501ef5aa2', '1c1344b170168f8e65b41376b44b20fe354e373826ccbbe2c1d40a8cae51e5c7', '2ca2aba2005185cf7159c6277faf83795951dd77a3a99e6e65d5c9f85863f992'],
+  trailer: 'x-amz-checksum-crc32c:sOO8/Q==\r\nx-amz-trailer-signature:d81f82fc3505edab99d459891051a732e8730629a2e4a59689829ca17fe2e435\r\n',
+};
+
+function fakeRequest(ex: Example, seed = ex.seed): IncomingMessage {
+  const raw = [...ex.headers, ['authorization', `AWS4-HMAC-SHA256 Credential=${AKID}/20130524/us-east-1/s3/aws4_request,SignedHeaders=${ex.signed},Signature=${seed}`]];
+  const headers: Record<string, string> = Object.fromEntries(raw);
+  return { method: 'PUT', headers, rawHeaders: raw.flat() } as unknown as IncomingMessage;
+}
+
+function body(ex: Example, mutate?: (b: Buffer) => void): Buffer {
+  const b = Buffer.concat([
+    Buffer.from(`10000;chunk-signature=${ex.chunks[0]}\r\n`),
+    Buffer.alloc(65536, 'a'),
+    Buffer.from(`\r\n400;chunk-signature=${ex.chunks[1]}\r\n`),
+    Buffer.alloc(1024, 'a'),
+    Buffer.from(`\r\n0;chunk-signature=${ex.chunks[2]}\r\n${ex.trailer}\r\n`),
+  ]);
+  mutate?.(b);
+  return b;
+}
+
+async function decode(ex: Example, payload: Buffer): Promise<{ data: Buffer; trailers: Record<string, string> }> {
+  const principal = authenticate(fakeRequest(ex), '/examplebucket/chunkObject.txt', keys, DOC_TIME);
+  const d = new AwsChunkedDecoder(principal.chunkVerifier!());
+  const parts: Buffer[] = [];
+  for await (const c of Readable.from([payload]).pipe(d)) parts.push(c as Buffer);
+  return { data: Buffer.concat(parts), trailers: d.trailers };
+}
+
+t.test('the documented chunked upload verifies', async (t) => {
+  t.equal(body(PLAIN).length, 66824, 'the documented Content-Length');
+  const r = await decode(PLAIN, body(PLAIN));
+  t.same(r.data, Buffer.alloc(66560, 'a'));
+});
+
+t.test('the documented chunked upload with a signed trailer verifies', async (t) => {
+  const r = await decode(TRAILER, body(TRAILER));
+  t.equal(r.data.length, 66560);
+  t.same(r.trailers, { 'x-amz-checksum-crc32c': 'sOO8/Q==' });
+});
+
+t.test('tampering anywhere is SignatureDoesNotMatch', async (t) => {
+  t.throws(() => authenticate(fakeRequest(PLAIN, '0'.repeat(64)), '/examplebucket/chunkObject.txt', keys, DOC_TIME), { code: 'SignatureDoesNotMatch' });
+  const flips: [string, Example, (b: Buffer) => void][] = [
+    ['a data byte of chunk 1', PLAIN, (b) => void (b[200] = 0x62)],
+    ['a data byte of chunk 2', PLAIN, (b) => void (b[65536 + 200] = 0x62)],
+    ['a chunk signature', PLAIN, (b) => void b.write('f', b.indexOf('0055627c'))],
+    ['the final chunk signature', PLAIN, (b) => void b.write('c', b.indexOf('b6c6ea8a'))],
+    ['the trailer value', TRAILER, (b) => void b.write('x', b.indexOf('sOO8'))],
+    ['the trailer signature', TRAILER, (b) => void b.write('e', b.indexOf('d81f82fc'))],
+  ];
+  for (const [what, ex, flip] of flips) {
+    await t.rejects(decode(ex, body(ex, flip)), { code: 'SignatureDoesNotMatch' }, what);
+  }
+  // Dropping the final chunk leaves the body incomplete.
+  const cut = body(PLAIN).subarray(0, 66824 - 90);
+  await t.rejects(decode(PLAIN, cut), { code: 'IncompleteBody' }, 'truncated body');
+});
+
+t.test('clock skew, unknown keys and malformed headers', async (t) => {
+  const late = DOC_TIME + 16 * 60 * 1000;
+  t.throws(() => authenticate(fakeRequest(PLAIN), '/examplebucket/chunkObject.txt', keys, late), { code: 'RequestTimeTooSkewed' });
+  t.doesNotThrow(() => authenticate(fakeRequest(PLAIN), '/examplebucket/chunkObject.txt', keys, DOC_TIME + 14 * 60 * 1000));
+  const other = new KeyStore([{ accessKeyId: 'OTHER', secretAccessKey: SECRET, readOnly: false }], 'none');
+  t.throws(() => authenticate(fakeRequest(PLAIN), '/examplebucket/chunkObject.txt', other, DOC_TIME), { code: 'InvalidAccessKeyId' });
+  const req = fakeRequest(PLAIN);
+  req.headers.authorization = 'AWS4-HMAC-SHA256 Credential=x';
+  t.throws(() => authenticate(req, '/x', keys, DOC_TIME), { code: 'AuthorizationHeaderMalformed' });
+  req.headers.authorization = 'AWS AKID:sig';
+  t.throws(() => authenticate(req, '/x', keys, DOC_TIME), { code: 'InvalidRequest' });
+  const unsigned = { method: 'GET', headers: {}, rawHeaders: [] } as unknown as IncomingMessage;
+  t.throws(() => authenticate(unsigned, '/x', keys, DOC_TIME), { code: 'AccessDenied' });
+  t.equal(authenticate(unsigned, '/x', new KeyStore([], 'read-only'), DOC_TIME).readOnly, true);
+});
+
+t.test('canonical pieces', async (t) => {
+  t.equal(uriEncode('a b+c/d~é'), 'a%20b%2Bc%2Fd~%C3%A9');
+  t.equal(uriEncode('a/b', true), 'a/b');
+  t.ok(canonicalUris('/b/a+b').includes('/b/a%2Bb'), "a raw '+' is a plus");
+  t.ok(canonicalUris('/b/a%20b').includes('/b/a%20b'));
+  t.equal(canonicalQuery('prefix=a%2Fb&list-type=2&delimiter=%2F&acl'), 'acl=&delimiter=%2F&list-type=2&prefix=a%2Fb');
+  t.equal(canonicalQuery('b=2&a=3&a=1&X-Amz-Signature=zz', 'X-Amz-Signature'), 'a=1&a=3&b=2');
+});
