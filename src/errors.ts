@@ -93,3 +93,11 @@ export class AlreadyExistsError extends Error {
     this.name = 'AlreadyExistsError';
   }
 }
+
+/** A conditional backend write or delete (If-Match) found another version. */
+export class PreconditionError extends Error {
+  constructor(what: string) {
+    super(`precondition failed: ${what}`);
+    this.name = 'PreconditionError';
+  }
+}

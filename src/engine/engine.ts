@@ -1,14 +1,14 @@
 import * as fsp from 'node:fs/promises';
 import { PassThrough, type Readable } from 'node:stream';
-import { AlreadyExistsError, NotFoundError, S3Error } from '../errors.js';
+import { AlreadyExistsError, PreconditionError, S3Error } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { Backend, BucketInfo, ByteRange } from '../storage/backend.js';
 import { Codec, type CodecOptions } from './codec.js';
-import { checkBucketName, checkKey, dataBlob, deltaspaceOf, metaBlob, referenceBlob, type StorageKind } from './keys.js';
+import { checkBucketName, checkKey, dataBlob, deltaspaceOf, keyOfMetaBlob, metaBlob, type StorageKind } from './keys.js';
 import { KeyedRwLock } from './locks.js';
 import { encodeMeta, parseObjectMeta, type ObjectMeta } from './meta.js';
 import { ReferenceCache } from './refcache.js';
-import { References } from './references.js';
+import { References, type ReferenceVersion } from './references.js';
 import { FileRouter } from './router.js';
 import { spool, tempPath, type SpoolOptions, type Spooled } from './spool.js';
 import { VerifyingStream } from './verify.js';
@@ -40,6 +40,26 @@ export interface PutInput extends ObjectAttributes {
   parts?: number;
   /** Runs under the key's lock with the current object (or null): throw to refuse. */
   precondition?: (current: ObjectMeta | null) => void;
+}
+
+interface Version {
+  meta: ObjectMeta;
+  /** The sidecar's backend etag. */
+  etag: string;
+}
+
+type Versions = Partial<Record<StorageKind, Version>>;
+
+interface Stored {
+  kind: StorageKind;
+  size: number;
+  dataEtag: string;
+  ref?: ReferenceVersion;
+}
+
+function newest(v: Versions): Version | undefined {
+  if (v.delta && v.direct) return v.delta.meta.created >= v.direct.meta.created ? v.delta : v.direct;
+  return v.delta ?? v.direct;
 }
 
 export class Engine {
@@ -100,7 +120,7 @@ export class Engine {
   async deleteBucket(bucket: string): Promise<void> {
     await this.headBucket(bucket);
     for await (const b of this.backend.list(bucket)) {
-      if (b.name.endsWith('.meta') && !b.name.endsWith('reference.bin.meta')) {
+      if (keyOfMetaBlob(b.name)) {
         throw new S3Error('BucketNotEmpty', undefined, { fields: { BucketName: bucket } });
       }
     }
@@ -113,27 +133,25 @@ export class Engine {
     return spool(body, this.opts.tmpDir, opts);
   }
 
-  private async readMeta(bucket: string, key: string, kind: StorageKind): Promise<ObjectMeta | null> {
-    let buf: Buffer;
+  private async readVersion(bucket: string, key: string, kind: StorageKind): Promise<Version | null> {
+    const blob = await this.backend.readSmall(bucket, metaBlob(key, kind));
+    if (!blob) return null;
     try {
-      buf = await this.backend.getBytes(bucket, metaBlob(key, kind));
-    } catch (err) {
-      if (err instanceof NotFoundError) return null;
-      throw err;
-    }
-    try {
-      return parseObjectMeta(buf);
+      return { meta: parseObjectMeta(blob.body), etag: blob.etag };
     } catch (err) {
       this.log.error({ bucket, key, kind, err }, 'unreadable sidecar; object treated as absent');
       return null;
     }
   }
 
+  private async versions(bucket: string, key: string): Promise<Versions> {
+    const [delta, direct] = await Promise.all([this.readVersion(bucket, key, 'delta'), this.readVersion(bucket, key, 'direct')]);
+    return { delta: delta ?? undefined, direct: direct ?? undefined };
+  }
+
   /** The visible version of a key: the newer sidecar if an overwrite left two. */
   async findObject(bucket: string, key: string): Promise<ObjectMeta | null> {
-    const [delta, direct] = await Promise.all([this.readMeta(bucket, key, 'delta'), this.readMeta(bucket, key, 'direct')]);
-    if (delta && direct) return delta.created >= direct.created ? delta : direct;
-    return delta ?? direct;
+    return newest(await this.versions(bucket, key))?.meta ?? null;
   }
 
   async headObject(bucket: string, key: string): Promise<ObjectMeta> {
@@ -144,6 +162,13 @@ export class Engine {
     return meta;
   }
 
+  /**
+   * Stores an object: data first, sidecar last (the commit). The sidecar is
+   * written conditionally on the version it replaces, so when several
+   * instances share a backend and write one key at once, a writer whose
+   * commit finds another version writes again: the last commit always
+   * describes the data beside it.
+   */
   async putObject(input: PutInput): Promise<ObjectMeta> {
     const { bucket, key, body } = input;
     checkKey(key);
@@ -156,33 +181,40 @@ export class Engine {
     const releaseSpace = eligible ? await this.spaceLocks.read(`${bucket}\0${space}`) : undefined;
     let collect = false;
     try {
-      const current = await this.findObject(bucket, key);
-      input.precondition?.(current);
-      const stored = (eligible ? await this.storeDelta(bucket, key, space, body) : null) ?? (await this.storeDirect(bucket, key, body));
-      const meta: ObjectMeta = {
-        format: 1,
-        tool: this.opts.toolVersion,
-        key,
-        kind: stored.kind,
-        size: body.size,
-        sha256: body.sha256,
-        md5: body.md5,
-        etag: input.etag ?? body.md5,
-        created: new Date().toISOString(),
-        content_type: input.contentType || 'application/octet-stream',
-        headers: input.headers,
-        user_metadata: input.userMetadata,
-        checksums: input.checksums,
-        stored_size: stored.size,
-        ...(stored.refSha ? { reference_sha256: stored.refSha } : {}),
-        ...(input.parts ? { parts: input.parts } : {}),
-      };
-      // Commit point: the object is the new one once its sidecar is in place.
-      await this.backend.putBytes(bucket, metaBlob(key, stored.kind), encodeMeta(meta));
-      const other: StorageKind = stored.kind === 'delta' ? 'direct' : 'delta';
-      await this.removeBlobs(bucket, key, other);
-      collect = other === 'delta';
-      return meta;
+      for (let attempt = 1; ; attempt++) {
+        const versions = await this.versions(bucket, key);
+        input.precondition?.(newest(versions)?.meta ?? null);
+        const attemptDelta = eligible ? await this.storeDelta(bucket, key, space, body) : null;
+        let stored = attemptDelta?.stored ?? (await this.storeDirect(bucket, key, body));
+        // A reference seeded by an upload that then went direct serves no one.
+        collect ||= !!attemptDelta?.seeded && stored.kind === 'direct';
+        let meta = this.describe(input, stored);
+        try {
+          await this.commit(bucket, key, meta, versions[stored.kind]);
+          if (stored.ref && !(await this.refs.confirm(bucket, space, stored.ref))) {
+            // Another instance is collecting the reference: keep the bytes
+            // safe as a direct object instead.
+            this.log.warn({ bucket, key }, 'reference collected concurrently; storing direct');
+            const deltaVersion = await this.readVersion(bucket, key, 'delta');
+            stored = await this.storeDirect(bucket, key, body);
+            meta = this.describe(input, stored);
+            await this.commit(bucket, key, meta, (await this.readVersion(bucket, key, 'direct')) ?? undefined);
+            if (deltaVersion) await this.removeVersion(bucket, key, 'delta', deltaVersion);
+            collect = true;
+          }
+        } catch (err) {
+          if ((err instanceof PreconditionError || err instanceof AlreadyExistsError) && attempt < 5) continue;
+          if (err instanceof PreconditionError || err instanceof AlreadyExistsError) {
+            throw new S3Error('ConditionalRequestConflict', undefined, { cause: err });
+          }
+          throw err;
+        }
+        const other: StorageKind = stored.kind === 'delta' ? 'direct' : 'delta';
+        const old = versions[other];
+        if (old) await this.removeVersion(bucket, key, other, old);
+        collect ||= other === 'delta' && !!old;
+        return meta;
+      }
     } finally {
       releaseSpace?.();
       releaseKey();
@@ -190,32 +222,67 @@ export class Engine {
     }
   }
 
-  private async storeDirect(bucket: string, key: string, body: Spooled): Promise<{ kind: StorageKind; size: number; refSha?: string }> {
-    await this.backend.putFile(bucket, dataBlob(key, 'direct'), body.path);
-    return { kind: 'direct', size: body.size };
+  private describe(input: PutInput, stored: Stored): ObjectMeta {
+    return {
+      format: 1,
+      tool: this.opts.toolVersion,
+      key: input.key,
+      kind: stored.kind,
+      size: input.body.size,
+      sha256: input.body.sha256,
+      md5: input.body.md5,
+      etag: input.etag ?? input.body.md5,
+      created: new Date().toISOString(),
+      content_type: input.contentType || 'application/octet-stream',
+      headers: input.headers,
+      user_metadata: input.userMetadata,
+      checksums: input.checksums,
+      stored_size: stored.size,
+      data_etag: stored.dataEtag,
+      ...(stored.ref ? { reference_sha256: stored.ref.sha256 } : {}),
+      ...(input.parts ? { parts: input.parts } : {}),
+    };
   }
 
-  /** Stores a delta when it is worth it; null means "store direct instead". */
-  private async storeDelta(bucket: string, key: string, space: string, body: Spooled) {
+  /** Writes the sidecar: replaces exactly `prev`, or creates it. */
+  private async commit(bucket: string, key: string, meta: ObjectMeta, prev: Version | undefined): Promise<void> {
+    await this.backend.putBytes(bucket, metaBlob(key, meta.kind), encodeMeta(meta), prev ? { ifMatch: prev.etag } : { ifNoneMatch: true });
+  }
+
+  private async storeDirect(bucket: string, key: string, body: Spooled): Promise<Stored> {
+    const dataEtag = await this.backend.putFile(bucket, dataBlob(key, 'direct'), body.path);
+    return { kind: 'direct', size: body.size, dataEtag };
+  }
+
+  /** Stores a delta when it is worth it; `stored` null means "store direct instead". */
+  private async storeDelta(bucket: string, key: string, space: string, body: Spooled): Promise<{ stored: Stored | null; seeded: boolean }> {
     const ref = await this.refs.ensure(bucket, space, body, key);
-    const handle = await this.refs.open(bucket, space, ref);
+    const seeded = ref.source_key === key && ref.sha256 === body.sha256;
+    const handle = await this.refs.open(bucket, space, ref.sha256);
     const out = tempPath(this.opts.tmpDir, 'delta');
     try {
       await this.codec.encode(handle.path, handle.size, body.path, out);
       const { size } = await fsp.stat(out);
-      if (size / body.size >= this.opts.maxDeltaRatio) return null;
-      await this.backend.putFile(bucket, dataBlob(key, 'delta'), out);
-      return { kind: 'delta' as const, size, refSha: ref.sha256 };
+      if (size / body.size >= this.opts.maxDeltaRatio) return { stored: null, seeded };
+      const dataEtag = await this.backend.putFile(bucket, dataBlob(key, 'delta'), out);
+      return { stored: { kind: 'delta', size, dataEtag, ref }, seeded };
     } finally {
       handle.release();
       await fsp.rm(out, { force: true });
     }
   }
 
-  /** Sidecar first, then data: no sidecar ever points at missing data. */
-  private async removeBlobs(bucket: string, key: string, kind: StorageKind): Promise<void> {
-    await this.backend.delete(bucket, metaBlob(key, kind));
-    await this.backend.delete(bucket, dataBlob(key, kind));
+  /**
+   * Removes one stored version: sidecar first, then data, each only if it is
+   * still the version read (a concurrent writer's newer blobs stay).
+   */
+  private async removeVersion(bucket: string, key: string, kind: StorageKind, v: Version): Promise<void> {
+    try {
+      await this.backend.delete(bucket, metaBlob(key, kind), { ifMatch: v.etag });
+      await this.backend.delete(bucket, dataBlob(key, kind), v.meta.data_etag ? { ifMatch: v.meta.data_etag } : {});
+    } catch (err) {
+      if (!(err instanceof PreconditionError)) throw err;
+    }
   }
 
   private async collectReference(bucket: string, space: string): Promise<void> {
@@ -236,19 +303,21 @@ export class Engine {
     checkKey(key);
     await this.headBucket(bucket);
     const release = await this.keyLocks.write(`${bucket}\0${key}`);
-    let existed = false;
-    let hadDelta = false;
+    let versions: Versions;
     try {
-      const [delta, direct] = await Promise.all([this.readMeta(bucket, key, 'delta'), this.readMeta(bucket, key, 'direct')]);
-      existed = !!(delta || direct);
-      hadDelta = !!delta;
-      await this.removeBlobs(bucket, key, 'delta');
-      await this.removeBlobs(bucket, key, 'direct');
+      versions = await this.versions(bucket, key);
+      for (const kind of ['delta', 'direct'] as const) {
+        const v = versions[kind];
+        if (v) await this.removeVersion(bucket, key, kind, v);
+        // Data without a sidecar is a crash leftover; with a shared backend it
+        // may also be another instance's upload in flight, so it stays there.
+        else if (!this.backend.shared) await this.backend.delete(bucket, dataBlob(key, kind));
+      }
     } finally {
       release();
     }
-    if (hadDelta) await this.collectReference(bucket, deltaspaceOf(key));
-    return existed;
+    if (versions.delta) await this.collectReference(bucket, deltaspaceOf(key));
+    return !!(versions.delta || versions.direct);
   }
 
   /**
@@ -273,7 +342,7 @@ export class Engine {
       return pipeInto(body, verify());
     }
     const space = deltaspaceOf(meta.key);
-    const handle = await this.refs.openBySha(bucket, space, meta.reference_sha256!, signal);
+    const handle = await this.refs.open(bucket, space, meta.reference_sha256!, signal);
     try {
       const deltaName = dataBlob(meta.key, 'delta');
       const local = this.backend.localPath?.(bucket, deltaName);

@@ -28,6 +28,8 @@ export interface ObjectMeta {
   checksums: Record<string, string>;
   /** Bytes the backend holds for this object (delta or direct blob). */
   stored_size: number;
+  /** Backend etag of the data blob when it was written (guards deletes). */
+  data_etag?: string;
   /** Delta only: SHA-256 of the reference it applies to. */
   reference_sha256?: string;
   /** Multipart uploads: number of parts (the ETag's suffix). */

@@ -51,13 +51,13 @@ export class ReferenceCache {
   }
 
   /** A local file holding the reference blob `blob` whose SHA-256 is `sha`. */
-  async acquire(bucket: string, blob: string, sha: string, size: number, signal?: AbortSignal): Promise<RefHandle> {
+  async acquire(bucket: string, blob: string, sha: string, signal?: AbortSignal): Promise<RefHandle> {
     const id = ReferenceCache.id(bucket, blob, sha);
     let entry = this.lru.get(id);
     if (!entry) {
       let p = this.inflight.get(id);
       if (!p) {
-        p = this.fetch(bucket, blob, sha, size, signal).finally(() => this.inflight.delete(id));
+        p = this.fetch(bucket, blob, sha, signal).finally(() => this.inflight.delete(id));
         this.inflight.set(id, p);
       }
       entry = await p;
@@ -93,7 +93,7 @@ export class ReferenceCache {
     };
   }
 
-  private async fetch(bucket: string, blob: string, sha: string, size: number, signal?: AbortSignal): Promise<Entry> {
+  private async fetch(bucket: string, blob: string, sha: string, signal?: AbortSignal): Promise<Entry> {
     const target = tempPath(this.dir, 'ref');
     const local = this.backend.localPath?.(bucket, blob);
     if (local) {
@@ -115,7 +115,7 @@ export class ReferenceCache {
     try {
       await pipeline(body, tap, createWriteStream(target), { signal });
       const got = hash.digest('hex');
-      if (got !== sha || n !== size) throw new IntegrityError(`reference ${bucket}/${blob}: SHA-256 ${got} (${n} bytes), expected ${sha} (${size} bytes)`);
+      if (got !== sha) throw new IntegrityError(`reference ${bucket}/${blob}: SHA-256 ${got}, expected ${sha}`);
     } catch (err) {
       await fsp.rm(target, { force: true });
       throw err;

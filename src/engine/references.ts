@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { AlreadyExistsError, NotFoundError } from '../errors.js';
+import { AlreadyExistsError, NotFoundError, PreconditionError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Backend } from '../storage/backend.js';
 import { keyOfMetaBlob, referenceBlob, spacePrefix, META_SUFFIX } from './keys.js';
@@ -15,6 +15,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * instance or another sharing the backend) agree on one; removed when no delta
  * of its deltaspace is left.
  */
+/** A reference sidecar with the backend etag it was read at. */
+export type ReferenceVersion = ReferenceMeta & { etag: string };
+
 export class References {
   constructor(
     private readonly backend: Backend,
@@ -23,18 +26,23 @@ export class References {
     private readonly log: Logger,
   ) {}
 
-  async read(bucket: string, space: string): Promise<ReferenceMeta | null> {
+  private metaName(space: string): string {
+    return referenceBlob(space) + META_SUFFIX;
+  }
+
+  async read(bucket: string, space: string): Promise<ReferenceVersion | null> {
+    const blob = await this.backend.readSmall(bucket, this.metaName(space));
+    if (!blob) return null;
     try {
-      return parseReferenceMeta(await this.backend.getBytes(bucket, referenceBlob(space) + META_SUFFIX));
+      return { ...parseReferenceMeta(blob.body), etag: blob.etag };
     } catch (err) {
-      if (err instanceof NotFoundError) return null;
-      if (err instanceof SyntaxError || (err as Error).message?.includes('malformed')) return null;
-      throw err;
+      this.log.error({ bucket, space, err }, 'unreadable reference sidecar');
+      return null;
     }
   }
 
   /** The deltaspace's reference, seeding it from `body` when there is none. */
-  async ensure(bucket: string, space: string, body: Spooled, key: string): Promise<ReferenceMeta> {
+  async ensure(bucket: string, space: string, body: Spooled, key: string): Promise<ReferenceVersion> {
     const existing = await this.read(bucket, space);
     if (existing) return existing;
     const blob = referenceBlob(space);
@@ -48,6 +56,8 @@ export class References {
       source_key: key,
     };
     try {
+      // Create-only: of concurrent first uploads, in this instance or in
+      // another sharing the backend, exactly one seeds the reference.
       await this.backend.putFile(bucket, blob, body.path, { ifNoneMatch: true });
     } catch (err) {
       if (!(err instanceof AlreadyExistsError)) throw err;
@@ -61,12 +71,22 @@ export class References {
       // bytes are immutable, so its sidecar can be rebuilt from them.
       return this.rebuild(bucket, space);
     }
-    await this.backend.putBytes(bucket, blob + META_SUFFIX, encodeMeta(meta));
+    const etag = await this.writeMeta(bucket, space, meta, { ifNoneMatch: true }).catch(async (err) => {
+      if (!(err instanceof AlreadyExistsError)) throw err;
+      return null;
+    });
     await this.cache.adopt(bucket, blob, meta.sha256, meta.size, body.path).catch(() => {});
-    return meta;
+    if (etag === null) return (await this.read(bucket, space)) ?? this.rebuild(bucket, space);
+    return { ...meta, etag };
   }
 
-  private async rebuild(bucket: string, space: string): Promise<ReferenceMeta> {
+  private writeMeta(bucket: string, space: string, meta: ReferenceMeta | ReferenceVersion, opts: { ifNoneMatch?: boolean; ifMatch?: string } = {}): Promise<string> {
+    const { etag: _drop, ...plain } = meta as ReferenceVersion;
+    void _drop;
+    return this.backend.putBytes(bucket, this.metaName(space), encodeMeta(plain as ReferenceMeta), opts);
+  }
+
+  private async rebuild(bucket: string, space: string): Promise<ReferenceVersion> {
     const blob = referenceBlob(space);
     const { body } = await this.backend.getStream(bucket, blob);
     const hash = createHash('sha256');
@@ -85,34 +105,73 @@ export class References {
       source_key: '',
     };
     this.log.warn({ bucket, space }, 'reference had no sidecar; rebuilt it');
-    await this.backend.putBytes(bucket, blob + META_SUFFIX, encodeMeta(meta));
-    return meta;
+    try {
+      const etag = await this.writeMeta(bucket, space, meta, { ifNoneMatch: true });
+      return { ...meta, etag };
+    } catch (err) {
+      if (!(err instanceof AlreadyExistsError)) throw err;
+      const m = await this.read(bucket, space);
+      if (!m) throw err;
+      return m;
+    }
   }
 
-  open(bucket: string, space: string, ref: ReferenceMeta, signal?: AbortSignal): Promise<RefHandle> {
-    return this.cache.acquire(bucket, referenceBlob(space), ref.sha256, ref.size, signal);
+  /** A local file of the reference whose SHA-256 is `sha`. */
+  open(bucket: string, space: string, sha: string, signal?: AbortSignal): Promise<RefHandle> {
+    return this.cache.acquire(bucket, referenceBlob(space), sha, signal);
   }
 
-  async openBySha(bucket: string, space: string, sha: string, signal?: AbortSignal): Promise<RefHandle> {
-    const ref = await this.read(bucket, space);
-    if (!ref) throw new Error(`${bucket}/${referenceBlob(space)}: reference missing`);
-    if (ref.sha256 !== sha) throw new Error(`${bucket}/${referenceBlob(space)}: reference is ${ref.sha256}, delta needs ${sha}`);
-    return this.open(bucket, space, ref, signal);
+  /**
+   * After a delta's sidecar is committed: proves the reference it used is
+   * still in place by rewriting its sidecar on condition of the version read
+   * before encoding (same bytes, so the same etag on S3). A collector deletes
+   * that sidecar before it looks for deltas, so either it sees this delta and
+   * keeps the reference, or this write fails and the caller stores the
+   * object direct. Backends used by one instance rely on the locks instead.
+   */
+  async confirm(bucket: string, space: string, ref: ReferenceVersion): Promise<boolean> {
+    if (!this.backend.shared) return true;
+    try {
+      await this.writeMeta(bucket, space, ref, { ifMatch: ref.etag });
+      return true;
+    } catch (err) {
+      if (err instanceof PreconditionError || err instanceof NotFoundError) return false;
+      throw err;
+    }
   }
 
   /** Removes the reference when no delta in its deltaspace needs it. */
   async collectIfUnused(bucket: string, space: string): Promise<void> {
-    const prefix = spacePrefix(space);
-    let any = false;
-    for await (const b of this.backend.list(bucket, { prefix, shallow: true })) {
-      if (keyOfMetaBlob(b.name)?.kind === 'delta') {
-        any = true;
-        break;
+    const ref = await this.read(bucket, space);
+    if (this.backend.shared) {
+      if (!ref) return;
+      // Hide the reference first (see confirm), then look for deltas.
+      try {
+        await this.backend.delete(bucket, this.metaName(space), { ifMatch: ref.etag });
+      } catch (err) {
+        if (err instanceof PreconditionError) return; // in use or replaced meanwhile
+        throw err;
       }
+      if (await this.hasDeltas(bucket, space)) {
+        await this.writeMeta(bucket, space, ref, { ifNoneMatch: true }).catch((err) => {
+          if (!(err instanceof AlreadyExistsError)) throw err;
+        });
+        return;
+      }
+      // A writer that found data without sidecar may have rebuilt it.
+      if (await this.backend.head(bucket, this.metaName(space))) return;
+      await this.backend.delete(bucket, referenceBlob(space));
+      return;
     }
-    if (any) return;
-    const blob = referenceBlob(space);
-    await this.backend.delete(bucket, blob + META_SUFFIX);
-    await this.backend.delete(bucket, blob);
+    if (await this.hasDeltas(bucket, space)) return;
+    await this.backend.delete(bucket, this.metaName(space));
+    await this.backend.delete(bucket, referenceBlob(space));
+  }
+
+  private async hasDeltas(bucket: string, space: string): Promise<boolean> {
+    for await (const b of this.backend.list(bucket, { prefix: spacePrefix(space), shallow: true })) {
+      if (keyOfMetaBlob(b.name)?.kind === 'delta') return true;
+    }
+    return false;
   }
 }

@@ -10,6 +10,8 @@ export interface BlobInfo {
   name: string;
   size: number;
   lastModified: Date;
+  /** Opaque version tag for conditional writes and deletes (If-Match). */
+  etag?: string;
 }
 
 export interface BucketInfo {
@@ -27,7 +29,19 @@ export interface ByteRange {
 export interface PutOptions {
   /** Fail with AlreadyExistsError when the blob exists (If-None-Match: *). */
   ifNoneMatch?: boolean;
+  /** Fail with PreconditionError unless the blob exists with this etag. */
+  ifMatch?: string;
   signal?: AbortSignal;
+}
+
+export interface DeleteOptions {
+  /** Delete only the version with this etag; PreconditionError otherwise. */
+  ifMatch?: string;
+}
+
+export interface SmallBlob {
+  body: Buffer;
+  etag: string;
 }
 
 export interface GetOptions {
@@ -48,6 +62,12 @@ export interface ListOptions {
 
 export interface Backend {
   readonly kind: 'filesystem' | 's3';
+  /**
+   * Whether several proxy instances may use this backend at once. The engine
+   * then protects cross-instance races with conditional writes (the
+   * filesystem backend serves one instance, whose in-process locks suffice).
+   */
+  readonly shared: boolean;
 
   /** Checks that the backend is usable; throws with a clear message otherwise. */
   init(): Promise<void>;
@@ -61,18 +81,21 @@ export interface Backend {
   /** Removes an empty bucket (internal leftovers are the backend's to remove). */
   deleteBucket(bucket: string): Promise<void>;
 
-  /** Stores the file at `path` as blob `name`, atomically (never half-visible). */
-  putFile(bucket: string, name: string, path: string, opts?: PutOptions): Promise<void>;
-  /** Stores a small in-memory body (sidecars) atomically. */
-  putBytes(bucket: string, name: string, body: Buffer, opts?: PutOptions): Promise<void>;
+  /**
+   * Stores the file at `path` as blob `name`, atomically (never half-visible).
+   * Returns the new version's etag.
+   */
+  putFile(bucket: string, name: string, path: string, opts?: PutOptions): Promise<string>;
+  /** Stores a small in-memory body (sidecars) atomically; returns its etag. */
+  putBytes(bucket: string, name: string, body: Buffer, opts?: PutOptions): Promise<string>;
   /** Streams a blob; throws NotFoundError. */
   getStream(bucket: string, name: string, opts?: GetOptions): Promise<{ body: Readable; size: number }>;
-  /** Reads a small blob fully (sidecars); throws NotFoundError. */
-  getBytes(bucket: string, name: string, signal?: AbortSignal): Promise<Buffer>;
-  /** Size and mtime, or null when absent. */
+  /** Reads a small blob fully (sidecars) with its etag, or null when absent. */
+  readSmall(bucket: string, name: string, signal?: AbortSignal): Promise<SmallBlob | null>;
+  /** Size, mtime and etag, or null when absent. */
   head(bucket: string, name: string): Promise<BlobInfo | null>;
-  /** Removes a blob; absent blobs are not an error. */
-  delete(bucket: string, name: string): Promise<void>;
+  /** Removes a blob; absent blobs are not an error (even with ifMatch). */
+  delete(bucket: string, name: string, opts?: DeleteOptions): Promise<void>;
   /** Every blob under a prefix, in no particular order. */
   list(bucket: string, opts?: ListOptions): AsyncIterable<BlobInfo>;
   /**

@@ -3,11 +3,30 @@ import * as fsp from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { AlreadyExistsError, NotFoundError } from '../../errors.js';
-import type { Backend, BlobInfo, BucketInfo, GetOptions, ListOptions, PutOptions } from '../backend.js';
+import { AlreadyExistsError, NotFoundError, PreconditionError } from '../../errors.js';
+import type { Backend, BlobInfo, BucketInfo, DeleteOptions, GetOptions, ListOptions, PutOptions, SmallBlob } from '../backend.js';
 import { INTERNAL_PREFIX, decodeComponents, encodeName, encodePrefixDir } from './names.js';
 
 const BUCKET_RECORD = `${INTERNAL_PREFIX}bucket.json`;
+
+/**
+ * Every write renames a new file into place, so (inode, mtime) identifies a
+ * version. Conditional operations compare it before acting: not atomic
+ * across processes, which is why one data directory serves one proxy
+ * instance (whose engine serialises writes of a key).
+ */
+function etagOf(st: { ino: bigint; mtimeNs: bigint; size: bigint }): string {
+  return `${st.ino.toString(36)}-${st.mtimeNs.toString(36)}-${st.size.toString(36)}`;
+}
+
+async function currentEtag(p: string): Promise<string | null> {
+  try {
+    return etagOf(await fsp.stat(p, { bigint: true }));
+  } catch (err) {
+    if (isCode(err, 'ENOENT', 'ENOTDIR')) return null;
+    throw err;
+  }
+}
 
 function isCode(err: unknown, ...codes: string[]): boolean {
   return typeof err === 'object' && err !== null && codes.includes((err as NodeJS.ErrnoException).code ?? '');
@@ -20,6 +39,7 @@ function isCode(err: unknown, ...codes: string[]): boolean {
  */
 export class FilesystemBackend implements Backend {
   readonly kind = 'filesystem' as const;
+  readonly shared = false;
   readonly root: string;
 
   constructor(root: string) {
@@ -93,8 +113,9 @@ export class FilesystemBackend implements Backend {
     await fsp.rm(this.bucketDir(bucket), { recursive: true, force: true });
   }
 
-  private async writeAtomic(dir: string, base: string, body: Buffer | string | { file: string }, createOnly = false): Promise<void> {
+  private async writeAtomic(dir: string, base: string, body: Buffer | string | { file: string }, opts: PutOptions = {}): Promise<string> {
     const final = path.join(dir, base);
+    const createOnly = opts.ifNoneMatch === true;
     for (let attempt = 0; ; attempt++) {
       const tmp = path.join(dir, `${INTERNAL_PREFIX}tmp-${randomBytes(8).toString('hex')}`);
       try {
@@ -102,11 +123,14 @@ export class FilesystemBackend implements Backend {
         if (typeof body === 'object' && 'file' in body) await fsp.copyFile(body.file, tmp);
         else await fsp.writeFile(tmp, body);
         const fh = await fsp.open(tmp, 'r+');
+        let etag: string;
         try {
           await fh.sync();
+          etag = etagOf(await fh.stat({ bigint: true }));
         } finally {
           await fh.close();
         }
+        if (opts.ifMatch !== undefined && (await currentEtag(final)) !== opts.ifMatch) throw new PreconditionError(final);
         if (createOnly) {
           // link() fails with EEXIST atomically: the create-only commit.
           try {
@@ -120,7 +144,7 @@ export class FilesystemBackend implements Backend {
           await fsp.rename(tmp, final);
         }
         await this.syncDir(dir);
-        return;
+        return etag;
       } catch (err) {
         await fsp.rm(tmp, { force: true }).catch(() => {});
         // A concurrent delete may have pruned the empty directory between our
@@ -142,14 +166,14 @@ export class FilesystemBackend implements Backend {
     }
   }
 
-  async putFile(bucket: string, name: string, file: string, opts: PutOptions = {}): Promise<void> {
+  async putFile(bucket: string, name: string, file: string, opts: PutOptions = {}): Promise<string> {
     const p = this.blobPath(bucket, name);
-    await this.writeAtomic(path.dirname(p), path.basename(p), { file }, opts.ifNoneMatch);
+    return this.writeAtomic(path.dirname(p), path.basename(p), { file }, opts);
   }
 
-  async putBytes(bucket: string, name: string, body: Buffer, opts: PutOptions = {}): Promise<void> {
+  async putBytes(bucket: string, name: string, body: Buffer, opts: PutOptions = {}): Promise<string> {
     const p = this.blobPath(bucket, name);
-    await this.writeAtomic(path.dirname(p), path.basename(p), body, opts.ifNoneMatch);
+    return this.writeAtomic(path.dirname(p), path.basename(p), body, opts);
   }
 
   async getStream(bucket: string, name: string, opts: GetOptions = {}): Promise<{ body: Readable; size: number }> {
@@ -174,27 +198,39 @@ export class FilesystemBackend implements Backend {
     return { body, size };
   }
 
-  async getBytes(bucket: string, name: string): Promise<Buffer> {
+  async readSmall(bucket: string, name: string): Promise<SmallBlob | null> {
+    let fh: fsp.FileHandle;
     try {
-      return await fsp.readFile(this.blobPath(bucket, name));
+      fh = await fsp.open(this.blobPath(bucket, name), 'r');
     } catch (err) {
-      if (isCode(err, 'ENOENT', 'ENOTDIR', 'EISDIR')) throw new NotFoundError(name);
+      if (isCode(err, 'ENOENT', 'ENOTDIR', 'EISDIR')) return null;
       throw err;
+    }
+    try {
+      const st = await fh.stat({ bigint: true });
+      return { body: await fh.readFile(), etag: etagOf(st) };
+    } finally {
+      await fh.close();
     }
   }
 
   async head(bucket: string, name: string): Promise<BlobInfo | null> {
     try {
-      const st = await fsp.stat(this.blobPath(bucket, name));
-      return st.isFile() ? { name, size: st.size, lastModified: st.mtime } : null;
+      const st = await fsp.stat(this.blobPath(bucket, name), { bigint: true });
+      return st.isFile() ? { name, size: Number(st.size), lastModified: new Date(Number(st.mtimeMs)), etag: etagOf(st) } : null;
     } catch (err) {
       if (isCode(err, 'ENOENT', 'ENOTDIR')) return null;
       throw err;
     }
   }
 
-  async delete(bucket: string, name: string): Promise<void> {
+  async delete(bucket: string, name: string, opts: DeleteOptions = {}): Promise<void> {
     const p = this.blobPath(bucket, name);
+    if (opts.ifMatch !== undefined) {
+      const cur = await currentEtag(p);
+      if (cur === null) return;
+      if (cur !== opts.ifMatch) throw new PreconditionError(p);
+    }
     try {
       await fsp.unlink(p);
     } catch (err) {
