@@ -4,11 +4,28 @@ import type { FastifyInstance } from 'fastify';
 import type { Config } from './config/config.js';
 import { Engine } from './engine/engine.js';
 import { buildHttp } from './http/app.js';
+import * as fsp from 'node:fs/promises';
+import type { Logger } from './log.js';
 import type { Backend } from './storage/backend.js';
+import { S3Backend } from './storage/s3/s3-backend.js';
 import { FilesystemBackend } from './storage/filesystem/fs-backend.js';
 import { VERSION } from './version.js';
 
-export function createBackend(config: Config): Backend {
+export function createBackend(config: Config, log: Logger): Backend {
+  if (config.s3Bucket) {
+    return new S3Backend(
+      {
+        bucket: config.s3Bucket,
+        prefix: config.s3Prefix,
+        endpoint: config.s3Endpoint || undefined,
+        region: config.s3Region,
+        forcePathStyle: config.s3ForcePathStyle,
+        accessKeyId: config.s3AccessKeyId || undefined,
+        secretAccessKey: config.s3SecretAccessKey || undefined,
+      },
+      log,
+    );
+  }
   return new FilesystemBackend(config.dataDir);
 }
 
@@ -17,11 +34,17 @@ export function createBackend(config: Config): Backend {
  * app. Nothing is read from the environment here; the caller listens.
  */
 export async function build(config: Config): Promise<FastifyInstance> {
-  const backend = createBackend(config);
-  const tmpDir = path.resolve(config.tmpDir || path.join(os.tmpdir(), 'deltaglider-proxy'));
+  // Scratch space: beside the data with the filesystem backend (same
+  // filesystem, so references are hard links); with the S3 backend a private
+  // temp directory, so that the local data dir stays empty and instances on
+  // one host never share (and wipe) each other's.
+  // The proxy only ever empties the two subdirectories it names itself, so
+  // tmp_dir may safely point at a shared directory such as /tmp.
+  const ownTmp = !config.tmpDir && !!config.s3Bucket;
+  const base = path.resolve(config.tmpDir || (ownTmp ? await fsp.mkdtemp(path.join(os.tmpdir(), 'deltaglider-proxy-')) : path.join(config.dataDir, '.deltaglider')));
   const opts = {
-    tmpDir,
-    cacheDir: path.join(path.dirname(tmpDir), 'cache'),
+    tmpDir: path.join(base, 'deltaglider-spool'),
+    cacheDir: path.join(base, 'deltaglider-cache'),
     cacheBytes: config.cacheSizeMb * 1024 * 1024,
     maxDeltaRatio: config.maxDeltaRatio,
     deltaExtensions: config.deltaExtensions,
@@ -33,7 +56,8 @@ export async function build(config: Config): Promise<FastifyInstance> {
     },
     toolVersion: `deltaglider-proxy/${VERSION}`,
   };
-  const app = buildHttp(config, (log) => new Engine(backend, opts, log));
+  const app = buildHttp(config, (log) => new Engine(createBackend(config, log), opts, log));
+  if (ownTmp) app.addHook('onClose', () => fsp.rm(base, { recursive: true, force: true }));
   await app.engine.init();
   return app;
 }

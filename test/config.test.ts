@@ -13,7 +13,14 @@ t.test('defaults', async (t) => {
   t.equal(c.dataDir, './data');
   t.equal(c.maxDeltaRatio, 0.5);
   t.equal(c.cacheSizeMb, 100);
-  t.equal(c.tmpDir, './data/.deltaglider/tmp');
+  t.equal(c.tmpDir, '', 'automatic: <data_dir>/.deltaglider/tmp, or a private temp dir with the S3 backend');
+  t.equal(c.s3Bucket, '');
+  t.equal(c.s3ForcePathStyle, false);
+  t.equal(run({ env: { DELTAGLIDER_PROXY_S3_ENDPOINT: 'http://minio:9000' } }).s3ForcePathStyle, true, 'path style by default with a custom endpoint');
+  t.equal(run({ env: { DELTAGLIDER_PROXY_S3_FORCE_PATH_STYLE: 'false', DELTAGLIDER_PROXY_S3_ENDPOINT: 'http://x' } }).s3ForcePathStyle, false);
+  t.equal(run({ toml: '[backend]\ns3_bucket = "b"\ns3_prefix = "p/"' }).s3Prefix, 'p/');
+  t.throws(() => run({ toml: '[backend]\nbucket = "b"' }), { message: /unknown key backend.bucket/ });
+  t.throws(() => run({ env: { DELTAGLIDER_PROXY_S3_FORCE_PATH_STYLE: 'maybe' } }), { message: /true or false/ });
 });
 
 t.test('precedence: defaults < TOML < env < flags', async (t) => {

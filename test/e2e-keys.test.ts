@@ -4,7 +4,7 @@ import path from 'node:path';
 import t from 'tap';
 import { compareKeys } from '../src/engine/listing.js';
 import { sdk } from './helpers/clients.js';
-import { listFiles, startProxy, tempDir } from './helpers/proxy.js';
+import { BACKEND, blobs, listFiles, startProxy, tempDir } from './helpers/proxy.js';
 
 // Any valid S3 key is stored and listed back exactly, and nothing is ever
 // written outside the data directory.
@@ -41,6 +41,10 @@ const KEYS = [
   `max/${'m'.repeat(1020)}`,
 ];
 
+// moto_server's HTTP router cannot take a newline in a path (real S3 and
+// MinIO can), so the S3-backend run leaves that one key out.
+if (BACKEND === 's3') KEYS.splice(KEYS.indexOf('new\nline'), 1);
+
 t.test('odd keys round-trip and stay inside the data dir', async (t) => {
   const parent = await tempDir(t, 'dgp-keys-');
   const dataDir = path.join(parent, 'data');
@@ -64,8 +68,10 @@ t.test('odd keys round-trip and stay inside the data dir', async (t) => {
     const got = await s3.send(new GetObjectCommand({ Bucket: 'keys', Key: key }));
     t.equal(await got.Body!.transformToString(), `body of ${key}`, JSON.stringify(key.slice(0, 40)));
   }
-  t.same(await fsp.readdir(parent), ['data'], 'nothing written beside the data dir');
-  for (const f of await listFiles(dataDir)) t.notOk(f.rel.startsWith('..'), f.rel);
+  if (BACKEND === 'filesystem') {
+    t.same(await fsp.readdir(parent), ['data'], 'nothing written beside the data dir');
+    for (const f of await listFiles(dataDir)) t.notOk(f.rel.startsWith('..'), f.rel);
+  }
 
   // Too long: 1025 bytes.
   try {
@@ -75,7 +81,6 @@ t.test('odd keys round-trip and stay inside the data dir', async (t) => {
     t.equal((err as S3ServiceException).name, 'KeyTooLongError');
   }
   for (const key of KEYS) await s3.send(new DeleteObjectCommand({ Bucket: 'keys', Key: key }));
-  const left = await listFiles(path.join(dataDir, 'keys'));
-  t.same(left.map((f) => f.rel), ['%%bucket.json'], 'deletes leave no files or directories behind');
-  t.same(await fsp.readdir(path.join(dataDir, 'keys')), ['%%bucket.json']);
+  t.same(await blobs(proxy, 'keys'), [], 'deletes leave no blobs behind');
+  if (BACKEND === 'filesystem') t.same(await fsp.readdir(path.join(dataDir, 'keys')), ['%%bucket.json'], 'nor directories');
 });

@@ -4,7 +4,7 @@ import path from 'node:path';
 import t from 'tap';
 import { release } from '../bench/corpus.js';
 import { available, run } from './helpers/clients.js';
-import { listFiles, startProxy, storedBytes, tempDir } from './helpers/proxy.js';
+import { BACKEND, blobs, localData, startProxy, storedBytes, tempDir } from './helpers/proxy.js';
 
 // The core issue's acceptance test: aws-cli v2 `s3 cp` of six versions of a
 // 4 MB release zip into one prefix round-trips byte-exact, lists only the
@@ -43,7 +43,9 @@ t.test('six versions of a 4 MB zip through aws-cli v2', { skip: await available(
   const saving = 1 - stored / logical;
   t.comment(`logical ${logical} B, stored ${stored} B, saving ${(saving * 100).toFixed(1)} %`);
   t.ok(saving >= 0.75, `saving ${(saving * 100).toFixed(1)} % >= 75 %`);
-  const files = (await listFiles(path.join(proxy.dataDir, 'releases', 'app'))).map((f) => f.rel);
+  const files = (await blobs(proxy, 'releases', 'app/')).map((f) => f.name);
   t.equal(files.filter((f) => f.endsWith('.delta')).length, 6, 'every version is a delta');
-  t.ok(files.includes('reference.bin'));
+  t.equal(files.filter((f) => f.endsWith('.meta')).length, 7, 'a sidecar each, and the reference\'s');
+  t.ok(files.includes('app/reference.bin'), 'one reference');
+  if (BACKEND === 's3') t.same(await localData(proxy), [], 'nothing in the local data dir');
 });

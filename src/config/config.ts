@@ -34,6 +34,13 @@ export interface Config {
   virtualHostDomains: string[];
   region: string;
   logLevel: string;
+  s3Bucket: string;
+  s3Endpoint: string;
+  s3Region: string;
+  s3ForcePathStyle: boolean;
+  s3Prefix: string;
+  s3AccessKeyId: string;
+  s3SecretAccessKey: string;
   /** [[auth.keys]] of the TOML file. */
   authKeys: KeyGrant[];
   /** [auth] anonymous: unsigned requests are refused unless this says otherwise. */
@@ -68,6 +75,12 @@ const num = (min: number, max: number, integer = false): Parser<number> => (raw,
   const allowed = `expected ${integer ? 'an integer' : 'a number'} from ${min} to ${max}`;
   if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) fail(key, raw, allowed);
   return n;
+};
+
+const bool: Parser<boolean> = (raw, key) => {
+  if (typeof raw === 'boolean') return raw;
+  if (typeof raw === 'string' && /^(true|false|1|0|yes|no)$/i.test(raw.trim())) return /^(true|1|yes)$/i.test(raw.trim());
+  return fail(key, raw, 'expected true or false');
 };
 
 const list: Parser<string[]> = (raw, key) => {
@@ -106,7 +119,7 @@ export const SETTINGS = [
   setting('accessKeyId', 'access_key_id', str, ''),
   setting('secretAccessKey', 'secret_access_key', str, ''),
   setting('deltaExtensions', 'delta_extensions', list, DEFAULT_DELTA_EXTENSIONS),
-  setting('tmpDir', 'tmp_dir', str, (c) => `${c.dataDir}/.deltaglider/tmp`),
+  setting('tmpDir', 'tmp_dir', str, ''),
   setting('xdelta3Path', 'xdelta3_path', str, 'xdelta3'),
   setting('xdelta3Level', 'xdelta3_level', num(0, 9, true), 9),
   setting('xdelta3Secondary', 'xdelta3_secondary', oneOf('default', 'none', 'djw', 'fgk', 'lzma'), 'default'),
@@ -115,6 +128,13 @@ export const SETTINGS = [
   setting('virtualHostDomains', 'virtual_host_domains', list, ['localhost']),
   setting('region', 'region', str, 'us-east-1'),
   setting('logLevel', 'log_level', oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), 'info'),
+  { ...setting('s3Bucket', 'backend.s3_bucket', str, ''), env: 'DELTAGLIDER_PROXY_S3_BUCKET' },
+  { ...setting('s3Endpoint', 'backend.s3_endpoint', str, ''), env: 'DELTAGLIDER_PROXY_S3_ENDPOINT' },
+  { ...setting('s3Region', 'backend.s3_region', str, 'us-east-1'), env: 'DELTAGLIDER_PROXY_S3_REGION' },
+  { ...setting('s3ForcePathStyle', 'backend.s3_force_path_style', bool, (c: Config) => c.s3Endpoint !== ''), env: 'DELTAGLIDER_PROXY_S3_FORCE_PATH_STYLE' },
+  { ...setting('s3Prefix', 'backend.s3_prefix', str, ''), env: 'DELTAGLIDER_PROXY_S3_PREFIX' },
+  { ...setting('s3AccessKeyId', 'backend.s3_access_key_id', str, ''), env: 'DELTAGLIDER_PROXY_S3_ACCESS_KEY_ID' },
+  { ...setting('s3SecretAccessKey', 'backend.s3_secret_access_key', str, ''), env: 'DELTAGLIDER_PROXY_S3_SECRET_ACCESS_KEY' },
   { ...setting('anonymous', 'auth.anonymous', oneOf('none', 'read-only', 'read-write') as Parser<AnonymousAccess>, 'none'), env: 'DELTAGLIDER_PROXY_AUTH_ANONYMOUS' },
 ] as const;
 
@@ -219,7 +239,10 @@ export function loadConfig(src: Sources = {}): CliAction {
     }
   }
   const known = new Set<string>(SETTINGS.map((s) => s.toml));
-  const tables: Record<string, string[]> = { auth: ['keys', 'anonymous'] };
+  const tables: Record<string, string[]> = {
+    auth: ['keys', 'anonymous'],
+    backend: ['s3_bucket', 's3_endpoint', 's3_region', 's3_force_path_style', 's3_prefix', 's3_access_key_id', 's3_secret_access_key'],
+  };
   for (const [k, v] of Object.entries(table)) {
     if (known.has(k)) continue;
     if (tables[k] && typeof v === 'object' && v !== null && !Array.isArray(v)) {
@@ -241,6 +264,10 @@ export function loadConfig(src: Sources = {}): CliAction {
   }
   for (const s of deferred) (config as unknown as Record<string, unknown>)[s.field] = (s.default as (c: Config) => unknown)(config);
   config.authKeys = parseKeys(lookup(table, 'auth.keys'));
+  if (!!config.s3AccessKeyId !== !!config.s3SecretAccessKey) {
+    throw new ConfigError('backend.s3_access_key_id and backend.s3_secret_access_key must be set together (DELTAGLIDER_PROXY_S3_ACCESS_KEY_ID / DELTAGLIDER_PROXY_S3_SECRET_ACCESS_KEY)');
+  }
+  if (config.s3Prefix.startsWith('/')) throw new ConfigError('invalid backend.s3_prefix: must not start with "/"');
   if (!!config.accessKeyId !== !!config.secretAccessKey) {
     throw new ConfigError('access_key_id and secret_access_key must be set together (DELTAGLIDER_PROXY_ACCESS_KEY_ID / DELTAGLIDER_PROXY_SECRET_ACCESS_KEY)');
   }
@@ -259,7 +286,5 @@ function parseTomlText(text: string, name: string): Record<string, unknown> {
 export function defaultConfig(over: Partial<Config> = {}): Config {
   const r = loadConfig({ toml: '' });
   if (r.action !== 'run') throw new Error('unreachable');
-  const c = { ...r.config, ...over };
-  if (over.dataDir && !over.tmpDir) c.tmpDir = `${over.dataDir}/.deltaglider/tmp`;
-  return c;
+  return { ...r.config, ...over };
 }

@@ -4,6 +4,14 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { build } from '../../src/app.js';
 import { defaultConfig, type Config } from '../../src/config/config.js';
+import { startMoto } from './moto.js';
+
+/**
+ * DGP_TEST_BACKEND=s3 runs the end-to-end tests against the S3 backend on a
+ * moto_server of their own (npm run test:s3, part of npm test).
+ */
+export const BACKEND = process.env.DGP_TEST_BACKEND === 's3' ? 's3' : 'filesystem';
+let motoBuckets = 0;
 
 export interface Proxy {
   url: string;
@@ -26,7 +34,12 @@ export async function tempDir(t: Teardownable, tag = 'dgp-test-'): Promise<strin
 /** A fresh proxy on a free loopback port with its own data directory. */
 export async function startProxy(t: Teardownable, over: Partial<Config> = {}): Promise<Proxy> {
   const dataDir = over.dataDir ?? (await tempDir(t));
-  const config = defaultConfig({ logLevel: 'silent', ...over, dataDir });
+  let backend: Partial<Config> = {};
+  if (BACKEND === 's3' && !over.s3Bucket) {
+    const moto = await startMoto(t);
+    backend = await moto.backend(`proxy-backend-${++motoBuckets}`, 'dgp/');
+  }
+  const config = defaultConfig({ logLevel: 'silent', ...backend, ...over, dataDir });
   const app = await build(config);
   await app.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(() => app.close());
@@ -49,8 +62,23 @@ export async function listFiles(dir: string): Promise<{ rel: string; size: numbe
   return out.sort((a, b) => (a.rel < b.rel ? -1 : 1));
 }
 
+/** The blobs the backend holds for a bucket (any backend), sorted by name. */
+export async function blobs(p: Proxy, bucket: string, prefix = ''): Promise<{ name: string; size: number }[]> {
+  const out: { name: string; size: number }[] = [];
+  for await (const b of p.app.engine.backend.list(bucket, { prefix })) out.push({ name: b.name, size: b.size });
+  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
 /** Bytes the backend holds for a bucket (data blobs and sidecars). */
 export async function storedBytes(p: Proxy, bucket: string): Promise<number> {
-  const files = await listFiles(path.join(p.dataDir, bucket));
-  return files.filter((f) => !path.basename(f.rel).startsWith('%%')).reduce((n, f) => n + f.size, 0);
+  return (await blobs(p, bucket)).reduce((n, f) => n + f.size, 0);
+}
+
+/** Files in the local data dir outside the proxy's own scratch space. */
+export async function localData(p: Proxy): Promise<string[]> {
+  try {
+    return (await listFiles(p.dataDir)).map((f) => f.rel).filter((f) => !f.startsWith('.deltaglider/'));
+  } catch {
+    return [];
+  }
 }

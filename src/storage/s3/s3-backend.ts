@@ -1,0 +1,303 @@
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { createReadStream } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import type { Readable } from 'node:stream';
+import { AlreadyExistsError, NotFoundError, PreconditionError, S3Error } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { Backend, BlobInfo, BucketInfo, DeleteOptions, GetOptions, ListOptions, PutOptions, SmallBlob } from '../backend.js';
+
+// All proxy buckets in one backend bucket: proxy bucket B is the prefix
+// `<prefix>B/`, and the proxy's own records live under `<prefix>.deltaglider/`
+// (a bucket name cannot start with '.', so the two never meet).
+
+export interface S3BackendOptions {
+  bucket: string;
+  prefix: string;
+  endpoint?: string;
+  region: string;
+  forcePathStyle: boolean;
+  /** Explicit backend credentials; the standard AWS chain when absent. */
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  /** Bodies above this go up as multipart uploads (lib-storage). */
+  multipartThreshold?: number;
+  requestTimeoutMs?: number;
+  maxAttempts?: number;
+}
+
+const INTERNAL = '.deltaglider/';
+const MIB = 1024 * 1024;
+
+function status(err: unknown): number | undefined {
+  return err instanceof S3ServiceException ? err.$metadata?.httpStatusCode : (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
+}
+
+function isNotFound(err: unknown): boolean {
+  const name = (err as { name?: string })?.name;
+  return name === 'NoSuchKey' || name === 'NotFound' || status(err) === 404;
+}
+
+/**
+ * Keys of a listing with encoding-type=url: S3 form-encodes them (a space may
+ * come as '+', a plus always as %2B), so '+' is read as a space first.
+ */
+export function decodeListedKey(k: string): string {
+  return decodeURIComponent(k.replace(/\+/g, ' '));
+}
+
+export class S3Backend implements Backend {
+  readonly kind = 's3' as const;
+  readonly shared = true;
+  private readonly client: S3Client;
+  private readonly root: string;
+
+  constructor(
+    private readonly opts: S3BackendOptions,
+    private readonly log: Logger,
+  ) {
+    const cfg: S3ClientConfig = {
+      region: opts.region,
+      endpoint: opts.endpoint || undefined,
+      forcePathStyle: opts.forcePathStyle,
+      maxAttempts: opts.maxAttempts ?? 4,
+      // S3 services without aws-chunked support (many) need plain bodies.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      requestHandler: new NodeHttpHandler({
+        connectionTimeout: 10_000,
+        requestTimeout: opts.requestTimeoutMs ?? 120_000,
+        httpAgent: new http.Agent({ keepAlive: true, maxSockets: 64 }),
+        httpsAgent: new https.Agent({ keepAlive: true, maxSockets: 64 }),
+      }),
+    };
+    if (opts.accessKeyId && opts.secretAccessKey) cfg.credentials = { accessKeyId: opts.accessKeyId, secretAccessKey: opts.secretAccessKey };
+    this.client = new S3Client(cfg);
+    this.root = opts.prefix && !opts.prefix.endsWith('/') ? `${opts.prefix}/` : opts.prefix;
+  }
+
+  private key(bucket: string, name: string): string {
+    return `${this.root}${bucket}/${name}`;
+  }
+
+  private bucketRecord(bucket: string): string {
+    return `${this.root}${INTERNAL}buckets/${bucket}.json`;
+  }
+
+  /**
+   * Backend failures as errors a client can act on: throttling and
+   * unavailability pass on as 503 (clients retry), the rest is InternalError
+   * with the cause logged by the HTTP layer.
+   */
+  private translate(err: unknown, what: string): Error {
+    if (err instanceof S3Error || err instanceof NotFoundError) return err;
+    const code = status(err);
+    const name = (err as { name?: string })?.name ?? '';
+    if (code === 503 || name === 'SlowDown' || name === 'ServiceUnavailable') {
+      return new S3Error('SlowDown', 'The storage backend is busy; please retry.', { cause: err });
+    }
+    const sys = (err as { code?: string })?.code;
+    if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EPIPE'].includes(sys ?? '') || name === 'TimeoutError') {
+      return new S3Error('ServiceUnavailable', 'The storage backend is unreachable; please retry.', { cause: err });
+    }
+    const e = err instanceof Error ? err : new Error(String(err));
+    e.message = `S3 backend ${what}: ${e.message}`;
+    return e;
+  }
+
+  async init(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.opts.bucket }));
+    } catch (err) {
+      const where = `${this.opts.endpoint ?? 'AWS S3'} (region ${this.opts.region})`;
+      const why = status(err) === 404 ? 'does not exist' : status(err) === 403 ? 'is not accessible with these credentials' : `is not reachable: ${(err as Error).message || (err as Error).name}`;
+      throw new Error(`backend bucket "${this.opts.bucket}" at ${where} ${why}`);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+
+  async listBuckets(): Promise<BucketInfo[]> {
+    const out: BucketInfo[] = [];
+    const prefix = `${this.root}${INTERNAL}buckets/`;
+    for await (const o of this.listRaw(prefix, false)) {
+      const name = o.Key.slice(prefix.length).replace(/\.json$/, '');
+      out.push({ name, created: o.LastModified });
+    }
+    return out.sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  async headBucket(bucket: string): Promise<BucketInfo | null> {
+    try {
+      const r = await this.client.send(new HeadObjectCommand({ Bucket: this.opts.bucket, Key: this.bucketRecord(bucket) }));
+      return { name: bucket, created: r.LastModified ?? new Date(0) };
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw this.translate(err, 'headBucket');
+    }
+  }
+
+  async createBucket(bucket: string): Promise<void> {
+    try {
+      await this.client.send(
+        new PutObjectCommand({ Bucket: this.opts.bucket, Key: this.bucketRecord(bucket), Body: JSON.stringify({ created: new Date().toISOString() }), IfNoneMatch: '*' }),
+      );
+    } catch (err) {
+      if (status(err) === 412 || status(err) === 409) throw new AlreadyExistsError(bucket);
+      throw this.translate(err, 'createBucket');
+    }
+  }
+
+  async deleteBucket(bucket: string): Promise<void> {
+    // Leftovers (data blobs of interrupted writes) go with the bucket.
+    for await (const o of this.listRaw(`${this.root}${bucket}/`, false)) {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.opts.bucket, Key: o.Key }));
+    }
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.opts.bucket, Key: this.bucketRecord(bucket) }));
+  }
+
+  private conditions(opts: PutOptions): { IfNoneMatch?: string; IfMatch?: string } {
+    return { ...(opts.ifNoneMatch ? { IfNoneMatch: '*' } : {}), ...(opts.ifMatch !== undefined ? { IfMatch: opts.ifMatch } : {}) };
+  }
+
+  private conditionFailed(err: unknown, opts: PutOptions, what: string): Error {
+    const code = status(err);
+    if (code === 412 || code === 409) return opts.ifNoneMatch ? new AlreadyExistsError(what) : new PreconditionError(what);
+    // If-Match on a missing blob: S3 answers 404.
+    if (opts.ifMatch !== undefined && isNotFound(err)) return new PreconditionError(what);
+    return this.translate(err, `put ${what}`);
+  }
+
+  async putFile(bucket: string, name: string, file: string, opts: PutOptions = {}): Promise<string> {
+    const { size } = await fsp.stat(file);
+    const Key = this.key(bucket, name);
+    const threshold = this.opts.multipartThreshold ?? 64 * MIB;
+    const conditional = opts.ifNoneMatch || opts.ifMatch !== undefined;
+    try {
+      if (size > threshold && (!conditional || size > 5 * 1024 * MIB)) {
+        // Large bodies: parallel parts, streamed from the file.
+        const up = new Upload({
+          client: this.client,
+          params: { Bucket: this.opts.bucket, Key, Body: createReadStream(file) },
+          partSize: Math.max(16 * MIB, Math.ceil(size / 9000)),
+          queueSize: 4,
+        });
+        if (opts.signal) opts.signal.addEventListener('abort', () => void up.abort(), { once: true });
+        const r = await up.done();
+        return (r as { ETag?: string }).ETag ?? '';
+      }
+      const r = await this.client.send(
+        new PutObjectCommand({ Bucket: this.opts.bucket, Key, Body: createReadStream(file), ContentLength: size, ...this.conditions(opts) }),
+        { abortSignal: opts.signal },
+      );
+      return r.ETag ?? '';
+    } catch (err) {
+      throw this.conditionFailed(err, opts, name);
+    }
+  }
+
+  async putBytes(bucket: string, name: string, body: Buffer, opts: PutOptions = {}): Promise<string> {
+    try {
+      const r = await this.client.send(
+        new PutObjectCommand({ Bucket: this.opts.bucket, Key: this.key(bucket, name), Body: body, ContentLength: body.length, ContentType: 'application/json', ...this.conditions(opts) }),
+        { abortSignal: opts.signal },
+      );
+      return r.ETag ?? '';
+    } catch (err) {
+      throw this.conditionFailed(err, opts, name);
+    }
+  }
+
+  async getStream(bucket: string, name: string, opts: GetOptions = {}): Promise<{ body: Readable; size: number }> {
+    try {
+      const r = await this.client.send(
+        new GetObjectCommand({ Bucket: this.opts.bucket, Key: this.key(bucket, name), Range: opts.range ? `bytes=${opts.range.start}-${opts.range.end}` : undefined }),
+        { abortSignal: opts.signal },
+      );
+      const total = r.ContentRange ? Number(r.ContentRange.split('/')[1]) : (r.ContentLength ?? 0);
+      return { body: r.Body as Readable, size: total };
+    } catch (err) {
+      if (isNotFound(err)) throw new NotFoundError(name);
+      throw this.translate(err, `get ${name}`);
+    }
+  }
+
+  async readSmall(bucket: string, name: string, signal?: AbortSignal): Promise<SmallBlob | null> {
+    try {
+      const r = await this.client.send(new GetObjectCommand({ Bucket: this.opts.bucket, Key: this.key(bucket, name) }), { abortSignal: signal });
+      return { body: Buffer.from(await r.Body!.transformToByteArray()), etag: r.ETag ?? '' };
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw this.translate(err, `read ${name}`);
+    }
+  }
+
+  async head(bucket: string, name: string): Promise<BlobInfo | null> {
+    try {
+      const r = await this.client.send(new HeadObjectCommand({ Bucket: this.opts.bucket, Key: this.key(bucket, name) }));
+      return { name, size: r.ContentLength ?? 0, lastModified: r.LastModified ?? new Date(0), etag: r.ETag };
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw this.translate(err, `head ${name}`);
+    }
+  }
+
+  async delete(bucket: string, name: string, opts: DeleteOptions = {}): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.opts.bucket, Key: this.key(bucket, name), ...(opts.ifMatch !== undefined ? { IfMatch: opts.ifMatch } : {}) }));
+    } catch (err) {
+      if (isNotFound(err)) return;
+      if (status(err) === 412 || status(err) === 409) throw new PreconditionError(name);
+      // Services without conditional deletes: refuse rather than risk a newer
+      // version (the caller leaves the blob for a later clean-up).
+      if (opts.ifMatch !== undefined && status(err) === 501) {
+        this.log.warn({ name }, 'backend has no conditional deletes; blob left in place');
+        throw new PreconditionError(name);
+      }
+      throw this.translate(err, `delete ${name}`);
+    }
+  }
+
+  async *list(bucket: string, opts: ListOptions = {}): AsyncIterable<BlobInfo> {
+    const base = `${this.root}${bucket}/`;
+    for await (const o of this.listRaw(base + (opts.prefix ?? ''), !!opts.shallow, opts.signal)) {
+      yield { name: o.Key.slice(base.length), size: o.Size, lastModified: o.LastModified, etag: o.ETag };
+    }
+  }
+
+  private async *listRaw(prefix: string, shallow: boolean, signal?: AbortSignal) {
+    let token: string | undefined;
+    do {
+      let r;
+      try {
+        r = await this.client.send(
+          // encoding-type=url: keys may hold characters XML would not carry
+          // exactly (a '\r' is read back as '\n').
+          new ListObjectsV2Command({ Bucket: this.opts.bucket, Prefix: prefix, Delimiter: shallow ? '/' : undefined, ContinuationToken: token, MaxKeys: 1000, EncodingType: 'url' }),
+          { abortSignal: signal },
+        );
+      } catch (err) {
+        throw this.translate(err, 'list');
+      }
+      for (const o of r.Contents ?? []) {
+        if (o.Key !== undefined) yield { Key: decodeListedKey(o.Key), Size: o.Size ?? 0, LastModified: o.LastModified ?? new Date(0), ETag: o.ETag };
+      }
+      token = r.IsTruncated ? r.NextContinuationToken : undefined;
+    } while (token);
+  }
+}

@@ -1,0 +1,138 @@
+import { createHash, randomBytes } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
+import path from 'node:path';
+import t, { type Test } from 'tap';
+import { AlreadyExistsError, NotFoundError, PreconditionError } from '../src/errors.js';
+import { silentLogger } from '../src/log.js';
+import type { Backend } from '../src/storage/backend.js';
+import { FilesystemBackend } from '../src/storage/filesystem/fs-backend.js';
+import { S3Backend } from '../src/storage/s3/s3-backend.js';
+import { motoAvailable, startMoto } from './helpers/moto.js';
+import { tempDir } from './helpers/proxy.js';
+
+// One conformance suite for the Backend contract, run against every backend:
+// the filesystem, and a real independent S3 server (moto_server).
+
+const NAMES = ['plain.delta', 'cr\rx.direct', 'p+q r%2B.direct', 'dir/sub/file.direct.meta', 'a b/c+d=e&f.direct', 'ü/日本/😀.delta', '../../x.direct', 'a//b/.direct', `long/${'L'.repeat(300)}.direct`, 'dir/reference.bin'];
+
+async function readAll(s: AsyncIterable<unknown>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of s) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
+
+function conformance(name: string, make: (t: Test) => Promise<Backend>, skip: string | false = false) {
+  t.test(name, { skip }, async (t) => {
+    const b = await make(t);
+    await b.init();
+    t.teardown(() => b.close());
+    const dir = await tempDir(t);
+
+    await t.test('buckets', async (t) => {
+      t.equal(await b.headBucket('conf-bucket'), null);
+      await b.createBucket('conf-bucket');
+      await t.rejects(b.createBucket('conf-bucket'), AlreadyExistsError);
+      const info = await b.headBucket('conf-bucket');
+      t.equal(info?.name, 'conf-bucket');
+      t.ok(info!.created.getTime() > Date.now() - 3600_000);
+      await b.createBucket('other-bucket');
+      t.same((await b.listBuckets()).map((x) => x.name), ['conf-bucket', 'other-bucket']);
+    });
+
+    await t.test('small blobs and etags', async (t) => {
+      t.equal(await b.readSmall('conf-bucket', 'nothing.meta'), null);
+      const e1 = await b.putBytes('conf-bucket', 'k.meta', Buffer.from('{"v":1}'));
+      const r = await b.readSmall('conf-bucket', 'k.meta');
+      t.equal(r?.body.toString(), '{"v":1}');
+      t.equal(r?.etag, e1);
+      t.equal((await b.head('conf-bucket', 'k.meta'))?.etag, e1);
+      await t.rejects(b.putBytes('conf-bucket', 'k.meta', Buffer.from('x'), { ifNoneMatch: true }), AlreadyExistsError);
+      await t.rejects(b.putBytes('conf-bucket', 'k.meta', Buffer.from('{"v":2}'), { ifMatch: '"wrong"' }), PreconditionError);
+      const e2 = await b.putBytes('conf-bucket', 'k.meta', Buffer.from('{"v":2}'), { ifMatch: e1 });
+      t.not(e2, e1);
+      await t.rejects(b.putBytes('conf-bucket', 'absent.meta', Buffer.from('x'), { ifMatch: e2 }), PreconditionError);
+      await t.rejects(b.delete('conf-bucket', 'k.meta', { ifMatch: e1 }), PreconditionError);
+      await b.delete('conf-bucket', 'k.meta', { ifMatch: e2 });
+      t.equal(await b.head('conf-bucket', 'k.meta'), null);
+      await b.delete('conf-bucket', 'k.meta');
+      await b.delete('conf-bucket', 'k.meta', { ifMatch: e2 });
+    });
+
+    await t.test('files, streams and ranges', async (t) => {
+      for (const size of [0, 1000, 7 * 1024 * 1024 + 3]) {
+        const data = randomBytes(size);
+        const f = path.join(dir, `f${size}`);
+        await fsp.writeFile(f, data);
+        const etag = await b.putFile('conf-bucket', `files/f${size}.direct`, f);
+        t.ok(etag, 'an etag');
+        const full = await b.getStream('conf-bucket', `files/f${size}.direct`);
+        t.equal(full.size, size);
+        t.equal(createHash('sha256').update(await readAll(full.body)).digest('hex'), createHash('sha256').update(data).digest('hex'), `${size} bytes round-trip`);
+        if (size > 100) {
+          const part = await b.getStream('conf-bucket', `files/f${size}.direct`, { range: { start: 10, end: 99 } });
+          t.equal(part.size, size, 'size is the whole blob');
+          t.same(await readAll(part.body), data.subarray(10, 100));
+        }
+      }
+      await t.rejects(b.getStream('conf-bucket', 'files/none.direct'), NotFoundError);
+      const f = path.join(dir, 'ref');
+      await fsp.writeFile(f, 'reference bytes');
+      await b.putFile('conf-bucket', 'files/reference.bin', f, { ifNoneMatch: true });
+      await t.rejects(b.putFile('conf-bucket', 'files/reference.bin', f, { ifNoneMatch: true }), AlreadyExistsError);
+    });
+
+    await t.test('names and listing', async (t) => {
+      for (const n of NAMES) await b.putBytes('other-bucket', n, Buffer.from(n));
+      const all = (await collect(b.list('other-bucket'))).map((x) => x.name).sort();
+      t.same(all, [...NAMES].sort(), 'every name listed back exactly');
+      for (const n of NAMES) t.equal((await b.readSmall('other-bucket', n))?.body.toString(), n);
+      t.same((await collect(b.list('other-bucket', { prefix: 'dir/' }))).map((x) => x.name).sort(), ['dir/reference.bin', 'dir/sub/file.direct.meta']);
+      t.same((await collect(b.list('other-bucket', { prefix: 'dir/', shallow: true }))).map((x) => x.name), ['dir/reference.bin']);
+      t.same((await collect(b.list('other-bucket', { prefix: 'a' }))).map((x) => x.name).sort(), ['a b/c+d=e&f.direct', 'a//b/.direct']);
+      const long = (await collect(b.list('other-bucket', { prefix: 'long/', shallow: true }))).map((x) => x.name);
+      t.same(long, [`long/${'L'.repeat(300)}.direct`]);
+      t.same(await collect(b.list('other-bucket', { prefix: 'zzz' })), []);
+      const sized = (await collect(b.list('other-bucket', { prefix: 'plain' })))[0];
+      t.equal(sized.size, 'plain.delta'.length);
+    });
+
+    await t.test('deleting buckets', async (t) => {
+      await b.deleteBucket('other-bucket');
+      t.equal(await b.headBucket('other-bucket'), null);
+      t.same(await collect(b.list('other-bucket')), []);
+      t.same((await b.listBuckets()).map((x) => x.name), ['conf-bucket']);
+    });
+  });
+}
+
+conformance('filesystem backend', async (t) => new FilesystemBackend(path.join(await tempDir(t), 'data')));
+
+const skip = await motoAvailable();
+conformance(
+  'S3 backend (moto_server)',
+  async (t) => {
+    const moto = await startMoto(t);
+    const cfg = await moto.backend('conformance', 'pre/fix/');
+    return new S3Backend(
+      { bucket: cfg.s3Bucket!, prefix: cfg.s3Prefix!, endpoint: cfg.s3Endpoint, region: 'us-east-1', forcePathStyle: true, accessKeyId: cfg.s3AccessKeyId, secretAccessKey: cfg.s3SecretAccessKey, multipartThreshold: 6 * 1024 * 1024 },
+      silentLogger,
+    );
+  },
+  skip,
+);
+
+t.test('S3 backend: start-up says clearly when the bucket is missing', { skip }, async (t) => {
+  const moto = await startMoto(t);
+  const b = new S3Backend({ bucket: 'no-such-backend-bucket', prefix: '', endpoint: moto.endpoint, region: 'us-east-1', forcePathStyle: true, accessKeyId: 'a', secretAccessKey: 'b' }, silentLogger);
+  await t.rejects(b.init(), { message: /backend bucket "no-such-backend-bucket" .* does not exist/ });
+  await b.close();
+  const down = new S3Backend({ bucket: 'x', prefix: '', endpoint: 'http://127.0.0.1:9', region: 'us-east-1', forcePathStyle: true, accessKeyId: 'a', secretAccessKey: 'b', maxAttempts: 1 }, silentLogger);
+  await t.rejects(down.init(), { message: /is not reachable/ });
+  await down.close();
+});

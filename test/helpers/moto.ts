@@ -1,0 +1,77 @@
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { execa, type ResultPromise } from 'execa';
+import net from 'node:net';
+import type { Config } from '../../src/config/config.js';
+
+// An independent S3 server for the S3 backend's tests: moto_server (Python
+// package moto), started on a free loopback port and stopped after the test.
+// Without it the tests skip and say why, except under CI=true, where .ci/run
+// guarantees it and a missing one fails the run.
+
+export const MOTO_CREDS = { accessKeyId: 'motoaccess', secretAccessKey: 'motosecret' };
+
+export async function motoAvailable(): Promise<string | false> {
+  const r = await execa('moto_server', ['--help'], { reject: false });
+  if (r.exitCode === 0) return false;
+  if (process.env.CI === 'true') throw new Error('moto_server is required under CI=true (pip package moto[server])');
+  return 'moto_server is not installed (pip install "moto[server]"); S3 backend tests skipped';
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+export interface Moto {
+  endpoint: string;
+  client: S3Client;
+  /** Creates a backend bucket and returns proxy config pointing at it. */
+  backend(bucket: string, prefix?: string): Promise<Partial<Config>>;
+}
+
+interface Teardownable {
+  teardown(fn: () => unknown): void;
+}
+
+export async function startMoto(t: Teardownable): Promise<Moto> {
+  const port = await freePort();
+  const child: ResultPromise = execa('moto_server', ['-H', '127.0.0.1', '-p', String(port)], { reject: false, stdio: 'ignore' });
+  t.teardown(async () => {
+    child.kill('SIGTERM');
+    await child;
+  });
+  const endpoint = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    try {
+      const r = await fetch(`${endpoint}/moto-api/`);
+      if (r.status < 500) break;
+    } catch {
+      if (i > 150) throw new Error('moto_server did not start');
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const client = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: MOTO_CREDS });
+  t.teardown(() => client.destroy());
+  return {
+    endpoint,
+    client,
+    async backend(bucket, prefix = '') {
+      await client.send(new CreateBucketCommand({ Bucket: bucket }));
+      return {
+        s3Bucket: bucket,
+        s3Endpoint: endpoint,
+        s3Region: 'us-east-1',
+        s3ForcePathStyle: true,
+        s3Prefix: prefix,
+        s3AccessKeyId: MOTO_CREDS.accessKeyId,
+        s3SecretAccessKey: MOTO_CREDS.secretAccessKey,
+      };
+    },
+  };
+}
