@@ -1,4 +1,6 @@
 # deltaglider-proxy: Node 20 slim with Debian's xdelta3, running as non-root.
+# Filesystem backend in the /data volume by default; set DELTAGLIDER_PROXY_S3_*
+# for the S3 backend (docker-compose.yml runs it on MinIO).
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
