@@ -55,6 +55,8 @@ export async function build(config: Config): Promise<FastifyInstance> {
       maxWindow: config.xdelta3MaxWindowMb * 1024 * 1024,
     },
     toolVersion: `deltaglider-proxy/${VERSION}`,
+    maxDeltaObjectSize: config.maxDeltaObjectSize,
+    multipartMaxAgeMs: config.multipartMaxAgeHours * 3600_000,
   };
   const app = buildHttp(config, (log) => new Engine(createBackend(config, log), opts, log));
   if (ownTmp) app.addHook('onClose', () => fsp.rm(base, { recursive: true, force: true }));

@@ -23,6 +23,8 @@ async function engine(t: Test, over: Partial<ConstructorParameters<typeof Engine
     deltaExtensions: ['.zip', '.bin'],
     codec: { binary: 'xdelta3', level: 9, secondary: 'default', maxWindow: 1 << 30 },
     toolVersion: 'test',
+    maxDeltaObjectSize: 1 << 30,
+    multipartMaxAgeMs: 3600_000,
     ...over,
   });
   await e.init();

@@ -31,6 +31,8 @@ export interface Config {
   xdelta3Secondary: string;
   xdelta3MaxWindowMb: number;
   maxObjectSize: number;
+  maxDeltaObjectSize: number;
+  multipartMaxAgeHours: number;
   virtualHostDomains: string[];
   region: string;
   logLevel: string;
@@ -124,7 +126,9 @@ export const SETTINGS = [
   setting('xdelta3Level', 'xdelta3_level', num(0, 9, true), 9),
   setting('xdelta3Secondary', 'xdelta3_secondary', oneOf('default', 'none', 'djw', 'fgk', 'lzma'), 'default'),
   setting('xdelta3MaxWindowMb', 'xdelta3_max_window_mb', num(1, 2048, true), 2048),
-  setting('maxObjectSize', 'max_object_size', num(0, 5 * 1024 ** 4, true), 5 * 1024 ** 3),
+  setting('maxObjectSize', 'max_object_size', num(0, 5 * 1024 ** 4, true), 5 * 1024 ** 4),
+  setting('maxDeltaObjectSize', 'max_delta_object_size', num(0, 5 * 1024 ** 4, true), 4 * 1024 ** 3),
+  setting('multipartMaxAgeHours', 'multipart_max_age_hours', num(0.001, 24 * 365), 168),
   setting('virtualHostDomains', 'virtual_host_domains', list, ['localhost']),
   setting('region', 'region', str, 'us-east-1'),
   setting('logLevel', 'log_level', oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), 'info'),

@@ -9,6 +9,7 @@ import { KeyedRwLock } from './locks.js';
 import { encodeMeta, parseObjectMeta, type ObjectMeta } from './meta.js';
 import { ReferenceCache } from './refcache.js';
 import { References, type ReferenceVersion } from './references.js';
+import { Multipart } from './multipart.js';
 import { FileRouter } from './router.js';
 import { spool, tempPath, type SpoolOptions, type Spooled } from './spool.js';
 import { VerifyingStream } from './verify.js';
@@ -21,6 +22,10 @@ export interface EngineOptions {
   deltaExtensions: string[];
   codec: CodecOptions;
   toolVersion: string;
+  /** Delta-eligible objects larger than this are stored direct. */
+  maxDeltaObjectSize: number;
+  /** Multipart uploads idle longer than this are removed. */
+  multipartMaxAgeMs: number;
 }
 
 /** What a caller stores along with the bytes. */
@@ -38,6 +43,8 @@ export interface PutInput extends ObjectAttributes {
   /** ETag override (multipart form); MD5 of the body otherwise. */
   etag?: string;
   parts?: number;
+  /** Multipart uploads: the size of each part, for GET ?partNumber. */
+  partSizes?: number[];
   /** Runs under the key's lock with the current object (or null): throw to refuse. */
   precondition?: (current: ObjectMeta | null) => void;
 }
@@ -67,6 +74,8 @@ export class Engine {
   readonly router: FileRouter;
   private readonly cache: ReferenceCache;
   private readonly refs: References;
+  readonly multipart: Multipart;
+  private sweeper?: NodeJS.Timeout;
   private readonly keyLocks = new KeyedRwLock();
   private readonly spaceLocks = new KeyedRwLock();
 
@@ -79,6 +88,7 @@ export class Engine {
     this.router = new FileRouter(opts.deltaExtensions);
     this.cache = new ReferenceCache(opts.cacheDir, opts.cacheBytes, backend);
     this.refs = new References(backend, this.cache, opts.toolVersion, log);
+    this.multipart = new Multipart(this, log);
   }
 
   async init(): Promise<void> {
@@ -88,9 +98,14 @@ export class Engine {
     await fsp.mkdir(this.opts.cacheDir, { recursive: true });
     for (const f of await fsp.readdir(this.opts.tmpDir)) await fsp.rm(`${this.opts.tmpDir}/${f}`, { force: true, recursive: true });
     await this.backend.init();
+    // Abandoned multipart uploads: swept at start-up, then hourly.
+    const sweep = () => this.multipart.sweep(this.opts.multipartMaxAgeMs).catch((err) => this.log.warn({ err }, 'multipart sweep failed'));
+    await sweep();
+    this.sweeper = setInterval(sweep, Math.min(3600_000, this.opts.multipartMaxAgeMs)).unref();
   }
 
   async close(): Promise<void> {
+    if (this.sweeper) clearInterval(this.sweeper);
     this.cache.clear();
     await this.backend.close();
   }
@@ -174,7 +189,7 @@ export class Engine {
     checkKey(key);
     await this.headBucket(bucket);
     const space = deltaspaceOf(key);
-    const eligible = body.size > 0 && this.router.isDeltaEligible(key);
+    const eligible = body.size > 0 && body.size <= this.opts.maxDeltaObjectSize && this.router.isDeltaEligible(key);
     const releaseKey = await this.keyLocks.write(`${bucket}\0${key}`);
     // The deltaspace read lock spans reference use through the sidecar
     // write, so a concurrent delete cannot collect the reference in between.
@@ -241,6 +256,7 @@ export class Engine {
       data_etag: stored.dataEtag,
       ...(stored.ref ? { reference_sha256: stored.ref.sha256 } : {}),
       ...(input.parts ? { parts: input.parts } : {}),
+      ...(input.partSizes ? { part_sizes: input.partSizes } : {}),
     };
   }
 

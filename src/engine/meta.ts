@@ -34,6 +34,8 @@ export interface ObjectMeta {
   reference_sha256?: string;
   /** Multipart uploads: number of parts (the ETag's suffix). */
   parts?: number;
+  /** Multipart uploads: size of each part, in order. */
+  part_sizes?: number[];
 }
 
 export interface ReferenceMeta {

@@ -40,8 +40,9 @@ export class Router {
       list.push(s);
       this.table.set(k, list);
     }
-    // Most specific first: query marker with value, marker, header marker, plain.
-    const rank = (s: RouteSpec) => (s.markerValue ? 0 : s.marker ? 1 : s.headerMarker ? 2 : 3);
+    // Most specific first: marker with value, marker with header, marker,
+    // header, plain.
+    const rank = (s: RouteSpec) => (s.markerValue ? 0 : s.marker && s.headerMarker ? 1 : s.marker ? 2 : s.headerMarker ? 3 : 4);
     for (const list of this.table.values()) list.sort((a, b) => rank(a) - rank(b));
   }
 
@@ -52,6 +53,7 @@ export class Router {
       if (s.marker) {
         if (!ctx.query.has(s.marker)) continue;
         if (s.markerValue !== undefined && ctx.query.get(s.marker) !== s.markerValue) continue;
+        if (s.headerMarker && header(ctx, s.headerMarker) === undefined) continue;
         return s;
       }
       const named = [...ctx.query.keys()].find((k) => SUBRESOURCES.has(k));

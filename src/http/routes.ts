@@ -12,6 +12,13 @@ import { listBuckets } from './ops/list-buckets.js';
 import { listObjects } from './ops/list-objects.js';
 import { listObjectsV2 } from './ops/list-objects-v2.js';
 import { putObject } from './ops/put-object.js';
+import { abortMultipartUpload } from './ops/abort-multipart-upload.js';
+import { completeMultipartUpload } from './ops/complete-multipart-upload.js';
+import { createMultipartUpload } from './ops/create-multipart-upload.js';
+import { listMultipartUploads } from './ops/list-multipart-uploads.js';
+import { listParts } from './ops/list-parts.js';
+import { uploadPart } from './ops/upload-part.js';
+import { uploadPartCopy } from './ops/upload-part-copy.js';
 
 /** Every S3 operation the proxy serves (docs/s3-compatibility.md). */
 export const ROUTES: RouteSpec[] = [
@@ -25,6 +32,16 @@ export const ROUTES: RouteSpec[] = [
   { method: 'GET', level: 'bucket', marker: 'list-type', markerValue: '2', name: 'ListObjectsV2', handler: listObjectsV2 },
   { method: 'GET', level: 'bucket', name: 'ListObjects', handler: listObjects },
   { method: 'POST', level: 'bucket', marker: 'delete', name: 'DeleteObjects', handler: deleteObjects },
+  { method: 'GET', level: 'bucket', marker: 'uploads', name: 'ListMultipartUploads', handler: listMultipartUploads },
+
+  { method: 'POST', level: 'object', marker: 'uploads', name: 'CreateMultipartUpload', handler: createMultipartUpload },
+  { method: 'PUT', level: 'object', marker: 'uploadId', headerMarker: 'x-amz-copy-source', name: 'UploadPartCopy', handler: uploadPartCopy },
+  { method: 'PUT', level: 'object', marker: 'uploadId', name: 'UploadPart', handler: uploadPart },
+  { method: 'POST', level: 'object', marker: 'uploadId', name: 'CompleteMultipartUpload', handler: completeMultipartUpload },
+  { method: 'DELETE', level: 'object', marker: 'uploadId', name: 'AbortMultipartUpload', handler: abortMultipartUpload },
+  { method: 'GET', level: 'object', marker: 'uploadId', name: 'ListParts', handler: listParts },
+  { method: 'GET', level: 'object', marker: 'partNumber', name: 'GetObject', handler: getObject },
+  { method: 'HEAD', level: 'object', marker: 'partNumber', name: 'HeadObject', handler: getObject },
 
   { method: 'PUT', level: 'object', headerMarker: 'x-amz-copy-source', name: 'CopyObject', handler: copyObject },
   { method: 'PUT', level: 'object', name: 'PutObject', handler: putObject },

@@ -5,6 +5,9 @@ import { receiveBody } from '../body.js';
 import { header, type Ctx } from '../context.js';
 import { attributesFrom, quoteEtag, setStorageHeaders } from '../object-headers.js';
 
+/** S3 accepts at most 5 GiB in one PUT; larger objects need multipart uploads. */
+export const MAX_SINGLE_PUT = 5 * 1024 ** 3;
+
 export const STORAGE_CLASSES = new Set([
   'STANDARD', 'REDUCED_REDUNDANCY', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER',
   'DEEP_ARCHIVE', 'OUTPOSTS', 'GLACIER_IR', 'SNOW', 'EXPRESS_ONEZONE',
@@ -43,7 +46,7 @@ export async function putObject(ctx: Ctx): Promise<void> {
   checkStorageClass(ctx);
   await ctx.engine.headBucket(ctx.bucket);
   const attrs = attributesFrom(ctx);
-  const { spooled, checksums } = await receiveBody(ctx, { maxSize: ctx.config.maxObjectSize });
+  const { spooled, checksums } = await receiveBody(ctx, { maxSize: Math.min(MAX_SINGLE_PUT, ctx.config.maxObjectSize) });
   try {
     const meta = await ctx.engine.putObject({ bucket: ctx.bucket, key, body: spooled, ...attrs, checksums, precondition: writeConditions(ctx) });
     ctx.reply.header('etag', quoteEtag(meta.etag));

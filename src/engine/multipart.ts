@@ -1,0 +1,247 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { S3Error } from '../errors.js';
+import { mapLimit, type Logger } from '../log.js';
+import type { Engine, ObjectAttributes } from './engine.js';
+import { checkKey } from './keys.js';
+import type { ObjectMeta } from './meta.js';
+import { tempPath, type Spooled } from './spool.js';
+
+// Multipart uploads. Their state lives in the backend, in the pseudo-bucket
+// UPLOADS (a bucket name cannot start with '.', so it never meets a user
+// bucket or a listing): any instance sharing the backend can continue an
+// upload, and an upload survives a restart.
+//
+//   .uploads/<bucket>/<uploadId>/upload.json       key, attributes, created
+//   .uploads/<bucket>/<uploadId>/part-00001        part bytes
+//   .uploads/<bucket>/<uploadId>/part-00001.json   size, MD5 (ETag), checksums
+//
+// Complete concatenates the parts into one spooled file, hashing as it goes,
+// and stores the result through the engine like a PUT: deltas apply.
+
+export const UPLOADS = '.uploads';
+export const MIN_PART_SIZE = 5 * 1024 * 1024;
+export const MAX_PARTS = 10000;
+
+export interface UploadRecord {
+  key: string;
+  created: string;
+  attrs: Omit<ObjectAttributes, 'checksums'>;
+}
+
+export interface PartRecord {
+  number: number;
+  size: number;
+  md5: string;
+  created: string;
+  checksums: Record<string, string>;
+}
+
+const pad = (n: number) => String(n).padStart(5, '0');
+
+export class Multipart {
+  constructor(
+    private readonly engine: Engine,
+    private readonly log: Logger,
+  ) {}
+
+  private get backend() {
+    return this.engine.backend;
+  }
+
+  private dir(bucket: string, id: string): string {
+    return `${bucket}/${id}/`;
+  }
+
+  async create(bucket: string, key: string, attrs: UploadRecord['attrs']): Promise<string> {
+    checkKey(key);
+    await this.engine.headBucket(bucket);
+    const id = randomBytes(16).toString('hex');
+    const rec: UploadRecord = { key, created: new Date().toISOString(), attrs };
+    await this.backend.putBytes(UPLOADS, `${this.dir(bucket, id)}upload.json`, Buffer.from(JSON.stringify(rec)));
+    return id;
+  }
+
+  /** The upload, or NoSuchUpload (also when it belongs to another key). */
+  async get(bucket: string, key: string, id: string): Promise<UploadRecord> {
+    const blob = /^[0-9a-f]{32}$/.test(id) ? await this.backend.readSmall(UPLOADS, `${this.dir(bucket, id)}upload.json`) : null;
+    const rec = blob ? (JSON.parse(blob.body.toString('utf8')) as UploadRecord) : null;
+    if (!rec || rec.key !== key) throw new S3Error('NoSuchUpload', undefined, { fields: { UploadId: id } });
+    return rec;
+  }
+
+  static checkPartNumber(raw: string | null): number {
+    const n = raw !== null && /^\d{1,5}$/.test(raw) ? Number(raw) : NaN;
+    if (!(n >= 1 && n <= MAX_PARTS)) {
+      throw new S3Error('InvalidArgument', `Part number must be an integer between 1 and ${MAX_PARTS}, inclusive`, { fields: { ArgumentName: 'partNumber', ArgumentValue: String(raw) } });
+    }
+    return n;
+  }
+
+  async putPart(bucket: string, key: string, id: string, n: number, body: Spooled, checksums: Record<string, string>): Promise<PartRecord> {
+    await this.get(bucket, key, id);
+    const part: PartRecord = { number: n, size: body.size, md5: body.md5, created: new Date().toISOString(), checksums };
+    const base = `${this.dir(bucket, id)}part-${pad(n)}`;
+    await this.backend.putFile(UPLOADS, base, body.path);
+    await this.backend.putBytes(UPLOADS, `${base}.json`, Buffer.from(JSON.stringify(part)));
+    // An abort that ran meanwhile removed the upload: leave nothing behind.
+    if (!(await this.backend.head(UPLOADS, `${this.dir(bucket, id)}upload.json`))) {
+      await this.removeAll(bucket, id);
+      throw new S3Error('NoSuchUpload', undefined, { fields: { UploadId: id } });
+    }
+    return part;
+  }
+
+  async parts(bucket: string, key: string, id: string): Promise<PartRecord[]> {
+    await this.get(bucket, key, id);
+    const names: string[] = [];
+    for await (const b of this.backend.list(UPLOADS, { prefix: this.dir(bucket, id), shallow: true })) {
+      if (/\/part-\d{5}\.json$/.test(b.name)) names.push(b.name);
+    }
+    const parts = await mapLimit(names, 16, async (n) => {
+      const blob = await this.backend.readSmall(UPLOADS, n);
+      return blob ? (JSON.parse(blob.body.toString('utf8')) as PartRecord) : null;
+    });
+    return parts.filter((p): p is PartRecord => p !== null).sort((a, b) => a.number - b.number);
+  }
+
+  /**
+   * Validates the client's part list (CompleteMultipartUpload reference:
+   * InvalidPartOrder, InvalidPart, EntityTooSmall), assembles the parts and
+   * stores the object.
+   */
+  async complete(
+    bucket: string,
+    key: string,
+    id: string,
+    requested: { number: number; etag: string }[],
+    maxSize: number,
+  ): Promise<ObjectMeta> {
+    const rec = await this.get(bucket, key, id);
+    if (requested.length === 0) throw new S3Error('MalformedXML', 'You must specify at least one part.');
+    const stored = new Map((await this.parts(bucket, key, id)).map((p) => [p.number, p]));
+    const chosen: PartRecord[] = [];
+    let prev = 0;
+    for (const r of requested) {
+      if (r.number <= prev) throw new S3Error('InvalidPartOrder', undefined, { fields: { UploadId: id } });
+      prev = r.number;
+      const p = stored.get(r.number);
+      if (!p || p.md5 !== r.etag.replace(/^"|"$/g, '').toLowerCase()) {
+        throw new S3Error('InvalidPart', undefined, { fields: { UploadId: id, PartNumber: String(r.number), ETag: r.etag } });
+      }
+      chosen.push(p);
+    }
+    chosen.forEach((p, i) => {
+      if (i < chosen.length - 1 && p.size < MIN_PART_SIZE) {
+        throw new S3Error('EntityTooSmall', undefined, { fields: { ProposedSize: String(p.size), MinSizeAllowed: String(MIN_PART_SIZE), PartNumber: String(p.number) } });
+      }
+    });
+    const total = chosen.reduce((n, p) => n + p.size, 0);
+    if (total > maxSize) throw new S3Error('EntityTooLarge', undefined, { fields: { ProposedSize: String(total), MaxSizeAllowed: String(maxSize) } });
+    const body = await this.assemble(bucket, id, chosen);
+    try {
+      // S3's multipart ETag: MD5 of the concatenated binary part MD5s, "-N".
+      const etag = `${createHash('md5').update(Buffer.concat(chosen.map((p) => Buffer.from(p.md5, 'hex')))).digest('hex')}-${chosen.length}`;
+      const meta = await this.engine.putObject({
+        bucket,
+        key,
+        body,
+        ...rec.attrs,
+        checksums: {},
+        etag,
+        parts: chosen.length,
+        partSizes: chosen.map((p) => p.size),
+      });
+      await this.removeAll(bucket, id);
+      return meta;
+    } finally {
+      await body.dispose();
+    }
+  }
+
+  /** Streams the parts, in order, into one spooled file with its digests. */
+  private async assemble(bucket: string, id: string, parts: PartRecord[]): Promise<Spooled> {
+    const file = tempPath(this.engine.opts.tmpDir, 'assemble');
+    const sha = createHash('sha256');
+    const md5 = createHash('md5');
+    let size = 0;
+    const out = createWriteStream(file, { highWaterMark: 1 << 20 });
+    try {
+      for (const p of parts) {
+        const { body } = await this.backend.getStream(UPLOADS, `${this.dir(bucket, id)}part-${pad(p.number)}`);
+        const hash = new Transform({
+          transform(chunk: Buffer, _e, cb) {
+            sha.update(chunk);
+            md5.update(chunk);
+            size += chunk.length;
+            cb(null, chunk);
+          },
+        });
+        await pipeline(body, hash, out, { end: false });
+      }
+      await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    } catch (err) {
+      out.destroy();
+      await rm(file, { force: true });
+      throw err;
+    }
+    return { path: file, size, sha256: sha.digest('hex'), md5: md5.digest('hex'), extra: {}, dispose: () => rm(file, { force: true }) };
+  }
+
+  async abort(bucket: string, key: string, id: string): Promise<void> {
+    await this.get(bucket, key, id);
+    await this.removeAll(bucket, id);
+  }
+
+  /** Record first, so that no one can add a part while the rest goes. */
+  private async removeAll(bucket: string, id: string): Promise<void> {
+    const dir = this.dir(bucket, id);
+    await this.backend.delete(UPLOADS, `${dir}upload.json`);
+    const names: string[] = [];
+    for await (const b of this.backend.list(UPLOADS, { prefix: dir })) names.push(b.name);
+    await mapLimit(names, 16, (n) => this.backend.delete(UPLOADS, n));
+  }
+
+  /** Uploads in progress in a bucket, sorted by key then initiation. */
+  async list(bucket: string): Promise<{ id: string; rec: UploadRecord }[]> {
+    await this.engine.headBucket(bucket);
+    const ids: string[] = [];
+    for await (const b of this.backend.list(UPLOADS, { prefix: `${bucket}/` })) {
+      const m = /^[^/]+\/([0-9a-f]{32})\/upload\.json$/.exec(b.name);
+      if (m) ids.push(m[1]);
+    }
+    const out = await mapLimit(ids, 16, async (id) => {
+      const blob = await this.backend.readSmall(UPLOADS, `${this.dir(bucket, id)}upload.json`);
+      return blob ? { id, rec: JSON.parse(blob.body.toString('utf8')) as UploadRecord } : null;
+    });
+    return out
+      .filter((u): u is { id: string; rec: UploadRecord } => u !== null)
+      .sort((a, b) => (a.rec.key < b.rec.key ? -1 : a.rec.key > b.rec.key ? 1 : a.rec.created < b.rec.created ? -1 : 1));
+  }
+
+  /** Removes uploads older than `maxAgeMs` (abandoned), and their parts. */
+  async sweep(maxAgeMs: number): Promise<number> {
+    const cutoff = Date.now() - maxAgeMs;
+    let removed = 0;
+    const seen = new Map<string, { bucket: string; id: string; old: boolean; hasRecord: boolean }>();
+    for await (const b of this.backend.list(UPLOADS)) {
+      const m = /^([^/]+)\/([0-9a-f]{32})\/(.+)$/.exec(b.name);
+      if (!m) continue;
+      const k = `${m[1]}/${m[2]}`;
+      const e = seen.get(k) ?? { bucket: m[1], id: m[2], old: true, hasRecord: false };
+      if (b.lastModified.getTime() > cutoff) e.old = false;
+      if (m[3] === 'upload.json') e.hasRecord = true;
+      seen.set(k, e);
+    }
+    for (const e of seen.values()) {
+      if (!e.old) continue;
+      await this.removeAll(e.bucket, e.id);
+      removed++;
+    }
+    if (removed) this.log.info({ removed }, 'removed abandoned multipart uploads');
+    return removed;
+  }
+}
