@@ -3,7 +3,7 @@ import * as fsp from 'node:fs/promises';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { release } from '../bench/corpus.js';
-import { available, cliEnv, creds, run } from './helpers/clients.js';
+import { available, cliEnv, creds, expectOk, run } from './helpers/clients.js';
 import { startProxy, tempDir } from './helpers/proxy.js';
 
 // Every CLI and SDK of the client matrix, as a subprocess against a proxy on
@@ -63,7 +63,7 @@ async function awsCliTest(name: string, bin: string) {
     const aws = (...args: string[]) => run(bin, ['--endpoint-url', proxy.url, ...args]);
     const ok = async (...args: string[]) => {
       const r = await aws(...args);
-      t.equal(r.exitCode, 0, `aws ${args.join(' ')}\n${r.all}`);
+      expectOk(t, r, `aws ${args.join(' ')}`);
       return r.stdout;
     };
     await ok('s3', 'mb', 's3://cli-bucket');
@@ -97,7 +97,7 @@ async function boto3Test(name: string, python: string) {
     const script = path.join(f.dir, 'client.py');
     await fsp.writeFile(script, BOTO3_SCRIPT);
     const r = await run(python, [script, proxy.url, 'boto-bucket', f.v1, f.v2]);
-    t.equal(r.exitCode, 0, r.all);
+    expectOk(t, r, 'client script');
     t.match(r.stdout, 'KEYS notes/hello world.txt,rel/v1.zip,rel/v2.zip');
     t.match(r.stdout, `SHA rel/v1.zip ${f.sums.v1}`);
     t.match(r.stdout, `SHA rel/v2.zip ${f.sums.v2}`);
@@ -120,7 +120,7 @@ t.test('s3cmd', { skip: await available(['s3cmd', '--version'], 's3cmd') }, asyn
   );
   const s3cmd = async (...args: string[]) => {
     const r = await run('s3cmd', ['-c', cfg, ...args]);
-    t.equal(r.exitCode, 0, `s3cmd ${args.join(' ')}\n${r.all}`);
+    expectOk(t, r, `s3cmd ${args.join(' ')}`);
     return r.stdout;
   };
   await s3cmd('mb', 's3://cmd-bucket');
@@ -152,7 +152,7 @@ t.test('rclone', { skip: await available(['rclone', 'version'], 'rclone') }, asy
   delete env.AWS_CA_BUNDLE;
   const rclone = async (...args: string[]) => {
     const r = await run('rclone', args, { env });
-    t.equal(r.exitCode, 0, `rclone ${args.join(' ')}\n${r.all}`);
+    expectOk(t, r, `rclone ${args.join(' ')}`);
     return r.stdout;
   };
   await rclone('mkdir', 'dgp:rc-bucket');

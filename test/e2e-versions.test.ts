@@ -3,7 +3,7 @@ import * as fsp from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { release } from '../bench/corpus.js';
-import { available, run } from './helpers/clients.js';
+import { available, expectOk, run } from './helpers/clients.js';
 import { BACKEND, blobs, localData, startProxy, storedBytes, tempDir } from './helpers/proxy.js';
 
 // The core issue's acceptance test: aws-cli v2 `s3 cp` of six versions of a
@@ -17,7 +17,7 @@ t.test('six versions of a 4 MB zip through aws-cli v2', { skip: await available(
   const dir = await tempDir(t);
   const aws = async (...args: string[]) => {
     const r = await run('/usr/bin/aws', ['--endpoint-url', proxy.url, ...args]);
-    t.equal(r.exitCode, 0, `aws ${args.join(' ')}\n${r.all}`);
+    expectOk(t, r, `aws ${args.join(' ')}`);
     return r.stdout;
   };
   await aws('s3', 'mb', 's3://releases');

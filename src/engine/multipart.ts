@@ -1,8 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { S3Error } from '../errors.js';
 import { mapLimit, type Logger } from '../log.js';
 import type { Engine, ObjectAttributes } from './engine.js';
@@ -169,20 +167,19 @@ export class Multipart {
     const md5 = createHash('md5');
     let size = 0;
     const out = createWriteStream(file, { highWaterMark: 1 << 20 });
+    const failed = new Promise<never>((_, reject) => out.once('error', reject));
+    failed.catch(() => {});
     try {
       for (const p of parts) {
         const { body } = await this.backend.getStream(UPLOADS, `${this.dir(bucket, id)}part-${pad(p.number)}`);
-        const hash = new Transform({
-          transform(chunk: Buffer, _e, cb) {
-            sha.update(chunk);
-            md5.update(chunk);
-            size += chunk.length;
-            cb(null, chunk);
-          },
-        });
-        await pipeline(body, hash, out, { end: false });
+        for await (const chunk of body as AsyncIterable<Buffer>) {
+          sha.update(chunk);
+          md5.update(chunk);
+          size += chunk.length;
+          if (!out.write(chunk)) await Promise.race([new Promise<void>((r) => out.once('drain', () => r())), failed]);
+        }
       }
-      await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+      await Promise.race([new Promise<void>((resolve) => out.end(() => resolve())), failed]);
     } catch (err) {
       out.destroy();
       await rm(file, { force: true });

@@ -45,7 +45,9 @@ const parser = new XMLParser({
   trimValues: false,
   removeNSPrefix: true,
   processEntities: true,
-  htmlEntities: false,
+  // Numeric character references (&#34; &#13;) must decode: rclone quotes
+  // ETags as &#34;, and keys may hold characters only a reference can carry.
+  htmlEntities: true,
   isArray: (name) => ['Object', 'Part'].includes(name),
 });
 

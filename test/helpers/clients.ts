@@ -1,5 +1,6 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import { execa } from 'execa';
+import type { Test } from 'tap';
 import { existsSync } from 'node:fs';
 import { DEV_ACCESS_KEY_ID, DEV_SECRET_ACCESS_KEY } from '../../src/config/config.js';
 
@@ -43,4 +44,9 @@ export async function available(cmd: string[], what: string): Promise<string | f
 
 export function run(cmd: string, args: string[], opts: { env?: Record<string, string>; input?: string } = {}) {
   return execa(cmd, args, { env: opts.env ?? cliEnv(), extendEnv: false, input: opts.input, reject: false, all: true, timeout: 240_000 });
+}
+
+/** Asserts a client command succeeded; its output is shown only when it did not. */
+export function expectOk(t: Test, r: { exitCode?: number; all?: string }, what: string): void {
+  t.equal(r.exitCode, 0, r.exitCode === 0 ? what : `${what}\n${r.all}`);
 }
