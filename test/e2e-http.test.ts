@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
 import http from 'node:http';
 import { crc32 } from 'node:zlib';
 import aws4 from 'aws4';
@@ -136,6 +137,29 @@ t.test('S3 errors for bad requests', async (t) => {
     t.equal(r.body, 'hello');
     const l = await req('GET', '/?list-type=2', { headers: { host: `errs.localhost:${p.port}` } });
     t.match(l.body, '<Key>obj</Key>');
+  });
+
+  await t.test('temp files are removed on every path', async (t) => {
+    const spool = p.app.engine.opts.tmpDir;
+    // A client that goes away mid-upload.
+    await new Promise<void>((resolve) => {
+      const u = new URL(p.url);
+      const headers = aws4.sign({ host: u.host, method: 'PUT', path: '/errs/aborted.bin', headers: { 'content-length': String(512 * 1024), 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' }, service: 's3', region: 'us-east-1' }, creds).headers as Record<string, string>;
+      const req = http.request({ host: u.hostname, port: u.port, method: 'PUT', path: '/errs/aborted.bin', headers });
+      req.on('error', () => resolve());
+      req.write(Buffer.alloc(64 * 1024));
+      setTimeout(() => {
+        req.destroy();
+        resolve();
+      }, 200);
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    t.same(await fsp.readdir(spool), [], 'after a client abort');
+    t.equal((await req('HEAD', '/errs/aborted.bin')).status, 404, 'and nothing stored');
+    await req('PUT', '/errs/bad.bin', { body: 'x', headers: { 'content-md5': createHash('md5').update('y').digest('base64') } });
+    t.same(await fsp.readdir(spool), [], 'after a failed check');
+    await req('PUT', '/errs/ok.zip', { body: Buffer.alloc(100_000, 3) });
+    t.same(await fsp.readdir(spool), [], 'after a success');
   });
 
   await t.test('health', async (t) => {

@@ -47,13 +47,15 @@ export async function putObject(ctx: Ctx): Promise<void> {
   await ctx.engine.headBucket(ctx.bucket);
   const attrs = attributesFrom(ctx);
   const { spooled, checksums } = await receiveBody(ctx, { maxSize: Math.min(MAX_SINGLE_PUT, ctx.config.maxObjectSize) });
+  let meta;
   try {
-    const meta = await ctx.engine.putObject({ bucket: ctx.bucket, key, body: spooled, ...attrs, checksums, precondition: writeConditions(ctx) });
-    ctx.reply.header('etag', quoteEtag(meta.etag));
-    for (const [alg, v] of Object.entries(meta.checksums)) ctx.reply.header(`x-amz-checksum-${alg}`, v);
-    setStorageHeaders(ctx, meta);
-    ctx.reply.send();
+    meta = await ctx.engine.putObject({ bucket: ctx.bucket, key, body: spooled, ...attrs, checksums, precondition: writeConditions(ctx) });
   } finally {
+    // Before the response: once the client has its answer, no temp file is left.
     await spooled.dispose();
   }
+  ctx.reply.header('etag', quoteEtag(meta.etag));
+  for (const [alg, v] of Object.entries(meta.checksums)) ctx.reply.header(`x-amz-checksum-${alg}`, v);
+  setStorageHeaders(ctx, meta);
+  ctx.reply.send();
 }

@@ -31,11 +31,12 @@ export async function uploadPartCopy(ctx: Ctx): Promise<void> {
   }
   const stream = await ctx.engine.openObject(src.bucket, source, range, ctx.signal);
   const body = await ctx.engine.spool(stream, { signal: ctx.signal });
+  let part;
   try {
-    const part = await ctx.engine.multipart.putPart(ctx.bucket, ctx.key!, id, n, body, {});
-    ctx.reply.header('content-type', 'application/xml');
-    ctx.reply.send(xmlDocument('CopyPartResult', { LastModified: isoDate(part.created), ETag: quoteEtag(part.md5) }));
+    part = await ctx.engine.multipart.putPart(ctx.bucket, ctx.key!, id, n, body, {});
   } finally {
     await body.dispose();
   }
+  ctx.reply.header('content-type', 'application/xml');
+  ctx.reply.send(xmlDocument('CopyPartResult', { LastModified: isoDate(part.created), ETag: quoteEtag(part.md5) }));
 }

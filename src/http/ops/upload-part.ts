@@ -11,12 +11,13 @@ export async function uploadPart(ctx: Ctx): Promise<void> {
   // Refuse before reading a body that could never be stored.
   await ctx.engine.multipart.get(ctx.bucket, ctx.key!, id);
   const { spooled, checksums } = await receiveBody(ctx, { maxSize: MAX_SINGLE_PUT });
+  let part;
   try {
-    const part = await ctx.engine.multipart.putPart(ctx.bucket, ctx.key!, id, n, spooled, checksums);
-    ctx.reply.header('etag', quoteEtag(part.md5));
-    for (const [alg, v] of Object.entries(checksums)) ctx.reply.header(`x-amz-checksum-${alg}`, v);
-    ctx.reply.send();
+    part = await ctx.engine.multipart.putPart(ctx.bucket, ctx.key!, id, n, spooled, checksums);
   } finally {
     await spooled.dispose();
   }
+  ctx.reply.header('etag', quoteEtag(part.md5));
+  for (const [alg, v] of Object.entries(checksums)) ctx.reply.header(`x-amz-checksum-${alg}`, v);
+  ctx.reply.send();
 }
