@@ -1,30 +1,69 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import aws4 from 'aws4';
+import { execa, type ResultPromise } from 'execa';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { execa } from 'execa';
-import { build } from '../src/app.js';
-import { defaultConfig } from '../src/config/config.js';
+import { fileURLToPath } from 'node:url';
+import { DEV_ACCESS_KEY_ID, DEV_SECRET_ACCESS_KEY } from '../src/config/config.js';
 import { release, type CorpusKind } from './corpus.js';
 
-// npm run bench: the saving and the speed of the proxy on a generated release
-// corpus, beside bare xdelta3 on the same files, as ratios measured in this
-// one run (absolute MB/s depend on the machine; ratios travel better).
+// npm run bench: the saving and the speed of the proxy, beside bare xdelta3 on
+// the same files, as ratios measured in this one run (absolute MB/s depend on
+// the machine; ratios travel better). The proxy runs as its own process, so
+// its peak RSS is its own.
 //
-//   BENCH_SCALE (default 1): corpus size factor; BENCH_VERSIONS (default 5).
+//   BENCH_SCALE (default 1)        corpus size factor
+//   BENCH_VERSIONS (default 5)     versions per artifact
+//   BENCH_LARGE_MB (default 2048)  size of the large-object case; 0 skips it
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
 const VERSIONS = Number(process.env.BENCH_VERSIONS ?? 5);
+const LARGE_MB = Number(process.env.BENCH_LARGE_MB ?? 2048);
 const MB = 1024 * 1024;
+const creds = { accessKeyId: DEV_ACCESS_KEY_ID, secretAccessKey: DEV_SECRET_ACCESS_KEY };
+const fmt = (n: number, d = 1) => n.toFixed(d);
+
+interface Proxy {
+  port: number;
+  pid: number;
+  child: ResultPromise;
+}
+
+async function startProxy(dataDir: string): Promise<Proxy> {
+  const main = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'main.js');
+  const child = execa(process.execPath, [main, '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
+    env: { DELTAGLIDER_PROXY_LOG_LEVEL: 'info' },
+    reject: false,
+    all: true,
+  });
+  let out = '';
+  const port = await new Promise<number>((resolve, reject) => {
+    child.all!.on('data', (c: Buffer) => {
+      if (out.length < 100_000) out += c.toString();
+      const m = /listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    void child.then(() => reject(new Error(`proxy exited: ${out}`)));
+  });
+  return { port, pid: child.pid!, child };
+}
+
+/** Peak resident set size of a process, MB (Linux /proc). */
+function peakRss(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
 
 function request(port: number, method: string, p: string, file?: string): Promise<{ status: number; sha: string; bytes: number }> {
   return new Promise((resolve, reject) => {
-    const headers: Record<string, string | number> = {};
     const go = async () => {
-      if (file) headers['content-length'] = (await fsp.stat(file)).size;
-      const req = http.request({ host: '127.0.0.1', port, method, path: p, headers }, (res) => {
+      const headers: Record<string, string> = { 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' };
+      if (file) headers['content-length'] = String((await fsp.stat(file)).size);
+      const signed = aws4.sign({ host: `127.0.0.1:${port}`, method, path: p, headers, service: 's3', region: 'us-east-1' }, creds);
+      const req = http.request({ host: '127.0.0.1', port, method, path: p, headers: signed.headers as Record<string, string> }, (res) => {
         const h = createHash('sha256');
         let bytes = 0;
         res.on('data', (c: Buffer) => {
@@ -58,18 +97,38 @@ async function dirBytes(dir: string): Promise<number> {
   return n;
 }
 
-const fmt = (n: number, d = 1) => n.toFixed(d);
+async function fileSha(file: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const c of createReadStream(file)) h.update(c as Buffer);
+  return h.digest('hex');
+}
 
-async function main() {
-  const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'dgp-bench-'));
-  const config = defaultConfig({ dataDir: path.join(work, 'data'), logLevel: 'warn' });
-  const app = await build(config);
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const port = (app.server.address() as { port: number }).port;
-  await request(port, 'PUT', '/bench');
+function table(head: string[], rows: string[][]): void {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) => r.map((c, i) => c.padStart(widths[i])).join('  ');
+  console.log(line(head));
+  for (const r of rows) console.log(line(r));
+}
+
+/** Bare xdelta3 with the proxy's flags and with the original CLI's (-9, default window). */
+async function bareXdelta(ref: string, target: string, work: string) {
+  const refSize = (await fsp.stat(ref)).size;
+  const win = String(Math.max(64 * MB, Math.ceil(refSize / MB) * MB));
+  const out = path.join(work, 'bare.vcdiff');
+  const [, enc] = await timed(() => execa('xdelta3', ['-e', '-f', '-D', '-B', win, '-9', '-s', ref, target, out]));
+  const bytes = (await fsp.stat(out)).size;
+  const [, orig] = await timed(() => execa('xdelta3', ['-e', '-f', '-9', '-s', ref, target, `${out}.orig`]));
+  const origBytes = (await fsp.stat(`${out}.orig`)).size;
+  const [, dec] = await timed(() => execa('xdelta3', ['-d', '-f', '-D', '-B', win, '-s', ref, out, `${out}.dec`]));
+  await Promise.all([out, `${out}.orig`, `${out}.dec`].map((f) => fsp.rm(f, { force: true })));
+  return { enc, orig, dec, bytes, origBytes };
+}
+
+async function corpus(work: string) {
+  const data = path.join(work, 'data');
+  const proxy = await startProxy(data);
+  await request(proxy.port, 'PUT', '/bench');
   const rows: string[][] = [];
-  const xd = config.xdelta3Path;
-  console.log(`deltaglider-proxy bench: ${VERSIONS} versions per artifact, scale ${SCALE}, ${os.cpus().length} cores, xdelta3 -${config.xdelta3Level}`);
   for (const kind of ['zip', 'tar', 'sql'] as CorpusKind[]) {
     const files: string[] = [];
     const sums: string[] = [];
@@ -80,74 +139,112 @@ async function main() {
       files.push(f);
       sums.push(createHash('sha256').update(body).digest('hex'));
     }
-    const logical = (await Promise.all(files.map((f) => fsp.stat(f)))).reduce((n, s) => n + s.size, 0);
-    // Through the proxy: delta-eligible keys, then the same bytes as direct.
-    let putDelta = 0;
-    let putDirect = 0;
-    let getDelta = 0;
-    let getDirect = 0;
+    const sizes = await Promise.all(files.map(async (f) => (await fsp.stat(f)).size));
+    const logical = sizes.reduce((a, b) => a + b, 0);
+    let putDelta = 0, putDirect = 0, getDelta = 0, getDirect = 0;
     for (const [i, f] of files.entries()) {
-      const [r1, t1] = await timed(() => request(port, 'PUT', `/bench/${kind}/v${i + 1}.${kind}`, f));
-      const [r2, t2] = await timed(() => request(port, 'PUT', `/bench/${kind}-direct/v${i + 1}.raw`, f));
+      const [r1, t1] = await timed(() => request(proxy.port, 'PUT', `/bench/${kind}/v${i + 1}.${kind}`, f));
+      const [r2, t2] = await timed(() => request(proxy.port, 'PUT', `/bench/${kind}-direct/v${i + 1}.raw`, f));
       if (r1.status !== 200 || r2.status !== 200) throw new Error(`PUT failed: ${r1.status} ${r2.status}`);
       putDelta += t1;
       putDirect += t2;
     }
-    for (const [i] of files.entries()) {
-      const [r1, t1] = await timed(() => request(port, 'GET', `/bench/${kind}/v${i + 1}.${kind}`));
-      const [r2, t2] = await timed(() => request(port, 'GET', `/bench/${kind}-direct/v${i + 1}.raw`));
+    for (const i of files.keys()) {
+      const [r1, t1] = await timed(() => request(proxy.port, 'GET', `/bench/${kind}/v${i + 1}.${kind}`));
+      const [r2, t2] = await timed(() => request(proxy.port, 'GET', `/bench/${kind}-direct/v${i + 1}.raw`));
       if (r1.sha !== sums[i] || r2.sha !== sums[i]) throw new Error(`GET of ${kind} v${i + 1} returned other bytes`);
       getDelta += t1;
       getDirect += t2;
     }
-    const stored = await dirBytes(path.join(config.dataDir, 'bench', kind));
-    // Bare xdelta3 on the same files: our flags, and the original CLI's (-9, default window).
-    let encOurs = 0;
-    let encOrig = 0;
-    let dec = 0;
-    let bytesOurs = 0;
-    let bytesOrig = 0;
-    const refSize = (await fsp.stat(files[0])).size;
-    const win = String(Math.max(64 * MB, Math.ceil(refSize / MB) * MB));
+    const stored = await dirBytes(path.join(data, 'bench', kind));
+    let enc = 0, orig = 0, dec = 0, bytes = 0, origBytes = 0;
     for (const f of files.slice(1)) {
-      const out = `${f}.vcdiff`;
-      const [, t1] = await timed(() => execa(xd, ['-e', '-f', '-D', '-B', win, `-${config.xdelta3Level}`, '-s', files[0], f, out]));
-      encOurs += t1;
-      bytesOurs += (await fsp.stat(out)).size;
-      const [, t2] = await timed(() => execa(xd, ['-e', '-f', '-9', '-s', files[0], f, `${out}.orig`]));
-      encOrig += t2;
-      bytesOrig += (await fsp.stat(`${out}.orig`)).size;
-      const [, t3] = await timed(() => execa(xd, ['-d', '-f', '-D', '-B', win, '-s', files[0], out, `${f}.dec`]));
-      dec += t3;
+      const b = await bareXdelta(files[0], f, work);
+      enc += b.enc;
+      orig += b.orig;
+      dec += b.dec;
+      bytes += b.bytes;
+      origBytes += b.origBytes;
     }
-    const enc = logical - refSize;
+    const encoded = (logical - sizes[0]) / MB;
     rows.push([
-      kind,
-      fmt(logical / MB),
-      fmt(stored / MB, 2),
-      fmt((1 - stored / logical) * 100),
-      fmt(logical / MB / putDelta),
-      fmt(logical / MB / putDirect),
-      fmt(putDirect / putDelta, 2),
-      fmt(logical / MB / getDelta),
-      fmt(logical / MB / getDirect),
-      fmt(getDirect / getDelta, 2),
-      fmt(enc / MB / encOurs),
-      fmt(enc / MB / dec),
-      fmt(encOrig / encOurs, 2),
-      fmt(bytesOurs / bytesOrig, 4),
+      kind, fmt(logical / MB), fmt(stored / MB, 2), fmt((1 - stored / logical) * 100),
+      fmt(logical / MB / putDelta), fmt(logical / MB / putDirect), fmt(putDirect / putDelta, 2),
+      fmt(logical / MB / getDelta), fmt(logical / MB / getDirect), fmt(getDirect / getDelta, 2),
+      fmt(encoded / enc), fmt(encoded / dec), fmt(orig / enc, 2), fmt(bytes / origBytes, 4),
     ]);
+    await Promise.all(files.map((f) => fsp.rm(f)));
   }
-  const head = ['artifact', 'MB in', 'MB stored', 'saving %', 'PUT delta MB/s', 'PUT direct MB/s', 'delta/direct', 'GET delta MB/s', 'GET direct MB/s', 'delta/direct', 'xdelta3 enc MB/s', 'xdelta3 dec MB/s', 'enc speed vs -9', 'bytes vs -9'];
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (r: string[]) => r.map((c, i) => c.padStart(widths[i])).join('  ');
-  console.log(line(head));
-  for (const r of rows) console.log(line(r));
-  console.log(`peak RSS of this process (proxy + bench client): ${fmt(process.resourceUsage().maxRSS / 1024)} MB`);
-  console.log('delta/direct: throughput of delta objects relative to direct ones through the proxy (1.00 = as fast).');
-  console.log('enc speed vs -9: bare xdelta3 with our flags vs the original DeltaGlider CLI flags (-9, default 64 MiB window); bytes vs -9: delta bytes, ours / theirs.');
-  await app.close();
-  await fsp.rm(work, { recursive: true, force: true });
+  console.log(`\nRelease corpus: ${VERSIONS} versions per artifact (scale ${SCALE}), each changing ~1 % of files or rows.`);
+  table(['artifact', 'MB in', 'MB stored', 'saving %', 'PUT delta MB/s', 'PUT direct MB/s', 'delta/direct', 'GET delta MB/s', 'GET direct MB/s', 'delta/direct', 'xdelta3 enc MB/s', 'xdelta3 dec MB/s', 'enc speed vs -9', 'bytes vs -9'], rows);
+  console.log(`proxy peak RSS: ${fmt(peakRss(proxy.pid))} MB`);
+  console.log('delta/direct: delta objects\' throughput through the proxy relative to direct ones (1.00 = as fast).');
+  console.log('enc speed vs -9, bytes vs -9: bare xdelta3 with the proxy\'s flags against the original DeltaGlider CLI\'s (xdelta3 -e -9, default window).');
+  proxy.child.kill('SIGTERM');
+  await proxy.child;
+}
+
+async function writeRandom(file: string, size: number): Promise<void> {
+  const out = createWriteStream(file);
+  for (let left = size; left > 0; left -= 16 * MB) {
+    if (!out.write(randomBytes(Math.min(16 * MB, left)))) await new Promise<void>((r) => out.once('drain', () => r()));
+  }
+  await new Promise<void>((r) => out.end(() => r()));
+}
+
+async function large(work: string) {
+  const size = LARGE_MB * MB;
+  const v1 = path.join(work, 'large-v1.img');
+  const v2 = path.join(work, 'large-v2.img');
+  await writeRandom(v1, size);
+  await fsp.copyFile(v1, v2);
+  const fh = await fsp.open(v2, 'r+');
+  const blocks = Math.ceil((size * 0.01) / (64 * 1024));
+  for (let i = 0; i < blocks; i++) await fh.write(randomBytes(64 * 1024), 0, 64 * 1024, Math.floor(((i + 0.5) / blocks) * (size - 64 * 1024)));
+  await fh.close();
+  const sha2 = await fileSha(v2);
+  const data = path.join(work, 'large-data');
+  const proxy = await startProxy(data);
+  await request(proxy.port, 'PUT', '/large');
+  const [, put1] = await timed(() => request(proxy.port, 'PUT', '/large/img/v1.img', v1));
+  const [r2, put2] = await timed(() => request(proxy.port, 'PUT', '/large/img/v2.img', v2));
+  if (r2.status !== 200) throw new Error(`large PUT failed: ${r2.status}`);
+  const [g, get2] = await timed(() => request(proxy.port, 'GET', '/large/img/v2.img'));
+  if (g.sha !== sha2) throw new Error('large GET returned other bytes');
+  const [, putRaw] = await timed(() => request(proxy.port, 'PUT', '/large/raw/v2.raw', v2));
+  const [, getRaw] = await timed(() => request(proxy.port, 'GET', '/large/raw/v2.raw'));
+  const rss = peakRss(proxy.pid);
+  const stored = await dirBytes(path.join(data, 'large', 'img'));
+  proxy.child.kill('SIGTERM');
+  await proxy.child;
+  await fsp.rm(data, { recursive: true, force: true });
+  const bare = await bareXdelta(v1, v2, work);
+  const mb = size / MB;
+  console.log(`\nLarge object: ${LARGE_MB} MiB of random data and a successor with 1 % of it rewritten in 64 KiB blocks.`);
+  table(
+    ['case', 'seconds', 'MB/s', 'vs bare xdelta3'],
+    [
+      ['PUT v1 (seeds the reference)', fmt(put1, 1), fmt(mb / put1), '-'],
+      ['PUT v2 (delta)', fmt(put2, 1), fmt(mb / put2), `${fmt(bare.enc / put2, 2)} (encode ${fmt(bare.enc, 1)} s)`],
+      ['GET v2 (decode + verify)', fmt(get2, 1), fmt(mb / get2), `${fmt(bare.dec / get2, 2)} (decode ${fmt(bare.dec, 1)} s)`],
+      ['PUT direct', fmt(putRaw, 1), fmt(mb / putRaw), '-'],
+      ['GET direct', fmt(getRaw, 1), fmt(mb / getRaw), '-'],
+    ],
+  );
+  console.log(`stored for both versions: ${fmt(stored / MB)} MB of ${fmt((2 * size) / MB)} MB (saving ${fmt((1 - stored / (2 * size)) * 100)} %); delta bytes vs xdelta3 -9 default window: ${fmt(bare.bytes / bare.origBytes, 4)}`);
+  console.log(`proxy peak RSS: ${fmt(rss)} MB (goal < 256 MB; xdelta3 runs in its own process and holds the reference window)`);
+  console.log('vs bare xdelta3: bare time / proxy time for the same encode or decode (1.00 = no overhead).');
+}
+
+async function main() {
+  const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'dgp-bench-'));
+  console.log(`deltaglider-proxy bench: node ${process.version}, ${os.cpus().length} cores, ${(await execa('xdelta3', ['-V'], { all: true, reject: false })).all?.split('\n')[0]}`);
+  try {
+    await corpus(work);
+    if (LARGE_MB > 0) await large(work);
+  } finally {
+    await fsp.rm(work, { recursive: true, force: true });
+  }
 }
 
 main().catch((err) => {
