@@ -139,6 +139,8 @@ export class Engine {
         throw new S3Error('BucketNotEmpty', undefined, { fields: { BucketName: bucket } });
       }
     }
+    // Uploads in progress go with the bucket: nothing could complete them.
+    for (const u of await this.multipart.list(bucket)) await this.multipart.abort(bucket, u.rec.key, u.id);
     await this.backend.deleteBucket(bucket);
   }
 
