@@ -139,3 +139,36 @@ t.test('corruption is never served as a complete object', async (t) => {
     t.ok(failed, `${key}: the client sees a failed transfer`);
   }
 });
+
+t.test('encoding while the upload arrives', async (t) => {
+  const { e } = await engine(t);
+  const v1 = release('zip', 1, 0.1);
+  const v2 = release('zip', 2, 0.1);
+  t.equal(await e.prepareDelta('bkt', 'p/v1.zip', v1.length), null, 'no reference yet');
+  t.equal(await e.prepareDelta('bkt', 'p/photo.jpg', 10), null, 'not eligible');
+  await put(e, 'p/v1.zip', v1);
+  const pre = await e.prepareDelta('bkt', 'p/v2.zip', v2.length);
+  t.ok(pre, 'an encoder once the deltaspace has a reference');
+  const spooled = await e.spool(Readable.from([v2.subarray(0, 1000), v2.subarray(1000)]), { tee: pre!.sink });
+  try {
+    const meta = await e.putObject({ bucket: 'bkt', key: 'p/v2.zip', body: spooled, headers: {}, userMetadata: {}, checksums: {}, pre: pre! });
+    t.equal(meta.kind, 'delta');
+  } finally {
+    await spooled.dispose();
+    await pre!.cancel();
+  }
+  t.equal(sha(await get(e, 'p/v2.zip')), sha(v2));
+  // An encoder fed the wrong bytes is caught by the object's own hash: the
+  // stored delta must still decode to the uploaded body.
+  const bad = await e.prepareDelta('bkt', 'p/v3.zip', v2.length);
+  bad!.sink.end(Buffer.from('not the body'));
+  const v3 = release('zip', 3, 0.1);
+  const sp3 = await e.spool(Readable.from([v3]));
+  try {
+    await e.putObject({ bucket: 'bkt', key: 'p/v3.zip', body: sp3, headers: {}, userMetadata: {}, checksums: {}, pre: bad! });
+  } finally {
+    await sp3.dispose();
+    await bad!.cancel();
+  }
+  t.equal(sha(await get(e, 'p/v3.zip')), sha(v3), 'an encoder that did not see the body is not used');
+});

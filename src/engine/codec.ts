@@ -16,6 +16,9 @@ import type { Readable } from 'node:stream';
 //             -9 and the default 64 MiB window; with the same level and a
 //             window at least as large, our deltas are never larger.
 //   -S X      secondary compressor; xdelta3's own default when unset.
+//   -A        no application header: xdelta3 would otherwise record the input
+//             file names (temp paths) in every delta; -s names the source on
+//             decode anyway.
 
 export interface CodecOptions {
   binary: string;
@@ -50,11 +53,33 @@ export class Codec {
     return ['-f', '-D', '-B', String(this.window(refSize))];
   }
 
+  private encodeArgs(ref: string, refSize: number): string[] {
+    const args = ['-e', '-A', ...this.common(refSize), `-${this.opts.level}`];
+    if (this.opts.secondary !== 'default') args.push('-S', this.opts.secondary);
+    args.push('-s', ref);
+    return args;
+  }
+
+  /**
+   * An encoder fed while the upload arrives: the target streams into
+   * `stdin`, the delta goes to the file `out`. `done` settles when xdelta3
+   * exits, after `stdin` has ended.
+   */
+  encodeStream(ref: string, refSize: number, out: string): { stdin: NodeJS.WritableStream & { destroy(): void }; done: Promise<void>; kill(): void } {
+    const child = execa(this.opts.binary, this.encodeArgs(ref, refSize), { stdin: 'pipe', stdout: { file: out }, stderr: 'pipe' });
+    const done = child.then(
+      () => undefined,
+      (err: Error) => {
+        throw new XdeltaError(`xdelta3 encode failed: ${err.message}`, err);
+      },
+    );
+    done.catch(() => {});
+    return { stdin: child.stdin!, done, kill: () => void child.kill() };
+  }
+
   /** Encodes `target` against `ref` into the file `out`. */
   async encode(ref: string, refSize: number, target: string, out: string, signal?: AbortSignal): Promise<void> {
-    const args = ['-e', ...this.common(refSize), `-${this.opts.level}`];
-    if (this.opts.secondary !== 'default') args.push('-S', this.opts.secondary);
-    args.push('-s', ref, target, out);
+    const args = [...this.encodeArgs(ref, refSize), target, out];
     try {
       await execa(this.opts.binary, args, { cancelSignal: signal, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe' });
     } catch (err) {

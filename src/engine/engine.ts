@@ -47,6 +47,22 @@ export interface PutInput extends ObjectAttributes {
   partSizes?: number[];
   /** Runs under the key's lock with the current object (or null): throw to refuse. */
   precondition?: (current: ObjectMeta | null) => void;
+  /** A delta encoded while the body arrived (prepareDelta), used if still valid. */
+  pre?: PreEncode;
+}
+
+/**
+ * An xdelta3 encoder fed during the upload, so that the encode overlaps the
+ * transfer instead of following it. Made only when the deltaspace already
+ * has a reference; `putObject` checks that it is still the current one.
+ */
+export interface PreEncode {
+  sink: NodeJS.WritableStream;
+  refSha: string;
+  /** Waits for the encoder; the delta file, or null if it failed. */
+  finish(): Promise<string | null>;
+  /** Stops the encoder and removes its file (always call, in a finally). */
+  cancel(): Promise<void>;
 }
 
 interface Version {
@@ -201,7 +217,7 @@ export class Engine {
       for (let attempt = 1; ; attempt++) {
         const versions = await this.versions(bucket, key);
         input.precondition?.(newest(versions)?.meta ?? null);
-        const attemptDelta = eligible ? await this.storeDelta(bucket, key, space, body) : null;
+        const attemptDelta = eligible ? await this.storeDelta(bucket, key, space, body, attempt === 1 ? input.pre : undefined) : null;
         let stored = attemptDelta?.stored ?? (await this.storeDirect(bucket, key, body));
         // A reference seeded by an upload that then went direct serves no one.
         collect ||= !!attemptDelta?.seeded && stored.kind === 'direct';
@@ -272,22 +288,63 @@ export class Engine {
     return { kind: 'direct', size: body.size, dataEtag };
   }
 
+  /**
+   * Starts encoding an upload of `key` against its deltaspace's reference
+   * while the body is still arriving; null when that cannot help (not
+   * eligible, too large, or no reference yet).
+   */
+  async prepareDelta(bucket: string, key: string, size: number | undefined): Promise<PreEncode | null> {
+    if (size === undefined || size === 0 || size > this.opts.maxDeltaObjectSize || !this.router.isDeltaEligible(key)) return null;
+    const space = deltaspaceOf(key);
+    const ref = await this.refs.read(bucket, space);
+    if (!ref) return null;
+    const handle = await this.refs.open(bucket, space, ref.sha256).catch(() => null);
+    if (!handle) return null;
+    const out = tempPath(this.opts.tmpDir, 'pre-delta');
+    const enc = this.codec.encodeStream(handle.path, handle.size, out);
+    let released = false;
+    const release = () => {
+      if (!released) handle.release();
+      released = true;
+    };
+    void enc.done.then(release, release);
+    return {
+      sink: enc.stdin,
+      refSha: ref.sha256,
+      finish: () => enc.done.then(() => out, () => null),
+      cancel: async () => {
+        enc.kill();
+        await enc.done.catch(() => {});
+        release();
+        await fsp.rm(out, { force: true });
+      },
+    };
+  }
+
   /** Stores a delta when it is worth it; `stored` null means "store direct instead". */
-  private async storeDelta(bucket: string, key: string, space: string, body: Spooled): Promise<{ stored: Stored | null; seeded: boolean }> {
+  private async storeDelta(bucket: string, key: string, space: string, body: Spooled, pre?: PreEncode): Promise<{ stored: Stored | null; seeded: boolean }> {
     const ref = await this.refs.ensure(bucket, space, body, key);
     const seeded = ref.source_key === key && ref.sha256 === body.sha256;
+    // Only an encoder that saw every byte of this very body can stand for it.
+    const preFile = pre && body.teed && pre.refSha === ref.sha256 ? await pre.finish() : null;
+    if (preFile) return { stored: await this.keepDelta(bucket, key, body, preFile, ref), seeded };
     const handle = await this.refs.open(bucket, space, ref.sha256);
     const out = tempPath(this.opts.tmpDir, 'delta');
     try {
       await this.codec.encode(handle.path, handle.size, body.path, out);
-      const { size } = await fsp.stat(out);
-      if (size / body.size >= this.opts.maxDeltaRatio) return { stored: null, seeded };
-      const dataEtag = await this.backend.putFile(bucket, dataBlob(key, 'delta'), out);
-      return { stored: { kind: 'delta', size, dataEtag, ref }, seeded };
+      return { stored: await this.keepDelta(bucket, key, body, out, ref), seeded };
     } finally {
       handle.release();
       await fsp.rm(out, { force: true });
     }
+  }
+
+  /** Stores the delta file if it is worth it (max_delta_ratio), else null. */
+  private async keepDelta(bucket: string, key: string, body: Spooled, file: string, ref: ReferenceVersion): Promise<Stored | null> {
+    const { size } = await fsp.stat(file);
+    if (size / body.size >= this.opts.maxDeltaRatio) return null;
+    const dataEtag = await this.backend.putFile(bucket, dataBlob(key, 'delta'), file);
+    return { kind: 'delta', size, dataEtag, ref };
   }
 
   /**

@@ -24,6 +24,8 @@ export interface Spooled {
   md5: string;
   /** Extra digests by the names they were requested under. */
   extra: Record<string, string>;
+  /** True when a tee consumer received every byte (see SpoolOptions.tee). */
+  teed?: boolean;
   dispose(): Promise<void>;
 }
 
@@ -35,6 +37,12 @@ export interface SpoolOptions {
   extra?: Record<string, Digest>;
   maxSize?: number;
   signal?: AbortSignal;
+  /**
+   * A second consumer of the bytes (an encoder working while the upload
+   * arrives), fed with backpressure. If it fails it is dropped; the upload
+   * goes on.
+   */
+  tee?: NodeJS.WritableStream;
 }
 
 export async function spool(body: Readable, dir: string, opts: SpoolOptions = {}): Promise<Spooled> {
@@ -44,6 +52,11 @@ export async function spool(body: Readable, dir: string, opts: SpoolOptions = {}
   const extra = Object.entries(opts.extra ?? {});
   const max = opts.maxSize ?? Number.MAX_SAFE_INTEGER;
   let size = 0;
+  let tee = opts.tee;
+  let teed = false;
+  tee?.on('error', () => {
+    tee = undefined;
+  });
   const hasher = new Transform({
     transform(chunk: Buffer, _enc, cb: TransformCallback) {
       size += chunk.length;
@@ -54,7 +67,23 @@ export async function spool(body: Readable, dir: string, opts: SpoolOptions = {}
       sha.update(chunk);
       md5.update(chunk);
       for (const [, d] of extra) d.update(chunk);
+      if (tee && !tee.write(chunk)) {
+        const t = tee;
+        const go = () => {
+          t.off('drain', go);
+          t.off('error', go);
+          cb(null, chunk);
+        };
+        t.on('drain', go);
+        t.on('error', go);
+        return;
+      }
       cb(null, chunk);
+    },
+    flush(cb) {
+      teed = tee !== undefined;
+      tee?.end();
+      cb();
     },
   });
   try {
@@ -69,6 +98,7 @@ export async function spool(body: Readable, dir: string, opts: SpoolOptions = {}
     sha256: sha.digest('hex'),
     md5: md5.digest('hex'),
     extra: Object.fromEntries(await Promise.all(extra.map(async ([k, d]) => [k, await d.digest()] as const))),
+    teed,
     dispose: () => fsp.rm(file, { force: true }),
   };
 }

@@ -19,6 +19,14 @@ export interface ReceivedBody {
 
 export interface BodyOptions {
   maxSize: number;
+  /** A second consumer of the decoded bytes (see Engine.prepareDelta). */
+  tee?: NodeJS.WritableStream;
+}
+
+/** The size of the decoded body announced by the request, if any. */
+export function announcedSize(ctx: Ctx): number | undefined {
+  const v = isAwsChunked(ctx) ? header(ctx, 'x-amz-decoded-content-length') : header(ctx, 'content-length');
+  return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
 }
 
 /** The aws-chunked decoder for a request, verifying chunk signatures when signed. */
@@ -96,7 +104,7 @@ export async function receiveBody(ctx: Ctx, opts: BodyOptions): Promise<Received
     body = ctx.req.raw.pipe(decoder);
   }
   const extra = Object.fromEntries([...wanted].map((alg) => [alg, newChecksum(alg)]));
-  const spooled = await ctx.engine.spool(body, { extra, maxSize: opts.maxSize, signal: ctx.signal });
+  const spooled = await ctx.engine.spool(body, { extra, maxSize: opts.maxSize, signal: ctx.signal, tee: opts.tee });
   try {
     if (expected !== undefined && spooled.size !== expected) throw new S3Error('IncompleteBody');
     if (md5Header !== undefined && Buffer.from(md5Header, 'base64').toString('hex') !== spooled.md5) {

@@ -1,7 +1,7 @@
 import { checkKey } from '../../engine/keys.js';
 import type { ObjectMeta } from '../../engine/meta.js';
 import { S3Error } from '../../errors.js';
-import { receiveBody } from '../body.js';
+import { announcedSize, receiveBody } from '../body.js';
 import { header, type Ctx } from '../context.js';
 import { attributesFrom, quoteEtag, setStorageHeaders } from '../object-headers.js';
 
@@ -46,13 +46,21 @@ export async function putObject(ctx: Ctx): Promise<void> {
   checkStorageClass(ctx);
   await ctx.engine.headBucket(ctx.bucket);
   const attrs = attributesFrom(ctx);
-  const { spooled, checksums } = await receiveBody(ctx, { maxSize: Math.min(MAX_SINGLE_PUT, ctx.config.maxObjectSize) });
+  const maxSize = Math.min(MAX_SINGLE_PUT, ctx.config.maxObjectSize);
+  const size = announcedSize(ctx);
+  // Encode while the body arrives, when the deltaspace has a reference.
+  const pre = size !== undefined && size <= maxSize ? await ctx.engine.prepareDelta(ctx.bucket, key, size) : null;
   let meta;
   try {
-    meta = await ctx.engine.putObject({ bucket: ctx.bucket, key, body: spooled, ...attrs, checksums, precondition: writeConditions(ctx) });
+    const { spooled, checksums } = await receiveBody(ctx, { maxSize, tee: pre?.sink });
+    try {
+      meta = await ctx.engine.putObject({ bucket: ctx.bucket, key, body: spooled, ...attrs, checksums, precondition: writeConditions(ctx), pre: pre ?? undefined });
+    } finally {
+      // Before the response: once the client has its answer, no temp file is left.
+      await spooled.dispose();
+    }
   } finally {
-    // Before the response: once the client has its answer, no temp file is left.
-    await spooled.dispose();
+    await pre?.cancel();
   }
   ctx.reply.header('etag', quoteEtag(meta.etag));
   for (const [alg, v] of Object.entries(meta.checksums)) ctx.reply.header(`x-amz-checksum-${alg}`, v);
