@@ -1,9 +1,9 @@
 import * as fsp from 'node:fs/promises';
-import { PassThrough, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { AlreadyExistsError, PreconditionError, S3Error } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { Backend, BucketInfo, ByteRange } from '../storage/backend.js';
-import { Codec, type CodecOptions } from './codec.js';
+import { Codec } from './codec.js';
 import { checkBucketName, checkKey, dataBlob, deltaspaceOf, keyOfMetaBlob, metaBlob, type StorageKind } from './keys.js';
 import { KeyedRwLock } from './locks.js';
 import { encodeMeta, parseObjectMeta, type ObjectMeta } from './meta.js';
@@ -12,58 +12,11 @@ import { References, type ReferenceVersion } from './references.js';
 import { Multipart } from './multipart.js';
 import { FileRouter } from './router.js';
 import { spool, tempPath, type SpoolOptions, type Spooled } from './spool.js';
-import { VerifyingStream } from './verify.js';
+import { prepareDelta } from './pre-encode.js';
+import { openStored } from './read.js';
+import type { EngineOptions, PreEncode, PutInput } from './types.js';
 
-export interface EngineOptions {
-  tmpDir: string;
-  cacheDir: string;
-  cacheBytes: number;
-  maxDeltaRatio: number;
-  deltaExtensions: string[];
-  codec: CodecOptions;
-  toolVersion: string;
-  /** Delta-eligible objects larger than this are stored direct. */
-  maxDeltaObjectSize: number;
-  /** Multipart uploads idle longer than this are removed. */
-  multipartMaxAgeMs: number;
-}
-
-/** What a caller stores along with the bytes. */
-export interface ObjectAttributes {
-  contentType?: string;
-  headers: Record<string, string>;
-  userMetadata: Record<string, string>;
-  checksums: Record<string, string>;
-}
-
-export interface PutInput extends ObjectAttributes {
-  bucket: string;
-  key: string;
-  body: Spooled;
-  /** ETag override (multipart form); MD5 of the body otherwise. */
-  etag?: string;
-  parts?: number;
-  /** Multipart uploads: the size of each part, for GET ?partNumber. */
-  partSizes?: number[];
-  /** Runs under the key's lock with the current object (or null): throw to refuse. */
-  precondition?: (current: ObjectMeta | null) => void;
-  /** A delta encoded while the body arrived (prepareDelta), used if still valid. */
-  pre?: PreEncode;
-}
-
-/**
- * An xdelta3 encoder fed during the upload, so that the encode overlaps the
- * transfer instead of following it. Made only when the deltaspace already
- * has a reference; `putObject` checks that it is still the current one.
- */
-export interface PreEncode {
-  sink: NodeJS.WritableStream;
-  refSha: string;
-  /** Waits for the encoder; the delta file, or null if it failed. */
-  finish(): Promise<string | null>;
-  /** Stops the encoder and removes its file (always call, in a finally). */
-  cancel(): Promise<void>;
-}
+export type { EngineOptions, ObjectAttributes, PreEncode, PutInput } from './types.js';
 
 interface Version {
   meta: ObjectMeta;
@@ -288,37 +241,9 @@ export class Engine {
     return { kind: 'direct', size: body.size, dataEtag };
   }
 
-  /**
-   * Starts encoding an upload of `key` against its deltaspace's reference
-   * while the body is still arriving; null when that cannot help (not
-   * eligible, too large, or no reference yet).
-   */
-  async prepareDelta(bucket: string, key: string, size: number | undefined): Promise<PreEncode | null> {
-    if (size === undefined || size === 0 || size > this.opts.maxDeltaObjectSize || !this.router.isDeltaEligible(key)) return null;
-    const space = deltaspaceOf(key);
-    const ref = await this.refs.read(bucket, space);
-    if (!ref) return null;
-    const handle = await this.refs.open(bucket, space, ref.sha256).catch(() => null);
-    if (!handle) return null;
-    const out = tempPath(this.opts.tmpDir, 'pre-delta');
-    const enc = this.codec.encodeStream(handle.path, handle.size, out);
-    let released = false;
-    const release = () => {
-      if (!released) handle.release();
-      released = true;
-    };
-    void enc.done.then(release, release);
-    return {
-      sink: enc.stdin,
-      refSha: ref.sha256,
-      finish: () => enc.done.then(() => out, () => null),
-      cancel: async () => {
-        enc.kill();
-        await enc.done.catch(() => {});
-        release();
-        await fsp.rm(out, { force: true });
-      },
-    };
+  /** See ./pre-encode.ts. */
+  prepareDelta(bucket: string, key: string, size: number | undefined): Promise<PreEncode | null> {
+    return prepareDelta(this, this.refs, bucket, key, size);
   }
 
   /** Stores a delta when it is worth it; `stored` null means "store direct instead". */
@@ -396,53 +321,10 @@ export class Engine {
   }
 
   /**
-   * Streams an object (or an inclusive range of it). Every full read is
-   * verified against the stored SHA-256 before its last chunk is released;
-   * delta reads are verified even for ranges, since decoding yields the
-   * whole object anyway.
+   * Streams an object (or an inclusive range of it), verified as it goes
+   * (./read.ts).
    */
-  async openObject(bucket: string, meta: ObjectMeta, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
-    const what = `${bucket}/${meta.key}`;
-    const verify = (start?: number, end?: number) => new VerifyingStream({ sha256: meta.sha256, size: meta.size, start, end, what });
-    if (meta.kind === 'direct') {
-      if (range && !(range.start === 0 && range.end === meta.size - 1)) {
-        const { body, size } = await this.backend.getStream(bucket, dataBlob(meta.key, 'direct'), { range, signal });
-        if (size !== meta.stored_size) {
-          body.destroy();
-          throw new Error(`${what}: stored size ${size}, sidecar says ${meta.stored_size}`);
-        }
-        return body;
-      }
-      const { body } = await this.backend.getStream(bucket, dataBlob(meta.key, 'direct'), { signal });
-      return pipeInto(body, verify());
-    }
-    const space = deltaspaceOf(meta.key);
-    const handle = await this.refs.open(bucket, space, meta.reference_sha256!, signal);
-    try {
-      const deltaName = dataBlob(meta.key, 'delta');
-      const local = this.backend.localPath?.(bucket, deltaName);
-      let delta: string | Readable;
-      if (local) {
-        await fsp.access(local);
-        delta = local;
-      } else {
-        delta = (await this.backend.getStream(bucket, deltaName, { signal })).body;
-      }
-      const decoded = this.codec.decode(handle.path, handle.size, delta, signal);
-      const out = pipeInto(decoded, verify(range?.start, range?.end));
-      out.once('close', () => handle.release());
-      return out;
-    } catch (err) {
-      handle.release();
-      throw err;
-    }
+  openObject(bucket: string, meta: ObjectMeta, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
+    return openStored({ backend: this.backend, refs: this.refs, codec: this.codec }, bucket, meta, range, signal);
   }
-}
-
-/** Pipes `src` into `dst`, carrying errors forward, and returns `dst`. */
-function pipeInto<T extends PassThrough | VerifyingStream>(src: Readable, dst: T): T {
-  src.on('error', (err) => dst.destroy(err));
-  dst.on('close', () => src.destroy());
-  src.pipe(dst);
-  return dst;
 }

@@ -1,0 +1,56 @@
+import type { CodecOptions } from './codec.js';
+import type { ObjectMeta } from './meta.js';
+import type { Spooled } from './spool.js';
+
+// The engine's typed inputs: what the HTTP layer hands it.
+
+export interface EngineOptions {
+  tmpDir: string;
+  cacheDir: string;
+  cacheBytes: number;
+  maxDeltaRatio: number;
+  deltaExtensions: string[];
+  codec: CodecOptions;
+  toolVersion: string;
+  /** Delta-eligible objects larger than this are stored direct. */
+  maxDeltaObjectSize: number;
+  /** Multipart uploads idle longer than this are removed. */
+  multipartMaxAgeMs: number;
+}
+
+/** What a caller stores along with the bytes. */
+export interface ObjectAttributes {
+  contentType?: string;
+  headers: Record<string, string>;
+  userMetadata: Record<string, string>;
+  checksums: Record<string, string>;
+}
+
+export interface PutInput extends ObjectAttributes {
+  bucket: string;
+  key: string;
+  body: Spooled;
+  /** ETag override (multipart form); MD5 of the body otherwise. */
+  etag?: string;
+  parts?: number;
+  /** Multipart uploads: the size of each part, for GET ?partNumber. */
+  partSizes?: number[];
+  /** Runs under the key's lock with the current object (or null): throw to refuse. */
+  precondition?: (current: ObjectMeta | null) => void;
+  /** A delta encoded while the body arrived (prepareDelta), used if still valid. */
+  pre?: PreEncode;
+}
+
+/**
+ * An xdelta3 encoder fed during the upload, so that the encode overlaps the
+ * transfer instead of following it. Made only when the deltaspace already
+ * has a reference; `putObject` checks that it is still the current one.
+ */
+export interface PreEncode {
+  sink: NodeJS.WritableStream;
+  refSha: string;
+  /** Waits for the encoder; the delta file, or null if it failed. */
+  finish(): Promise<string | null>;
+  /** Stops the encoder and removes its file (always call, in a finally). */
+  cancel(): Promise<void>;
+}
