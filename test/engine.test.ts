@@ -172,3 +172,22 @@ t.test('encoding while the upload arrives', async (t) => {
   }
   t.equal(sha(await get(e, 'p/v3.zip')), sha(v3), 'an encoder that did not see the body is not used');
 });
+
+t.test('listing pages read cached sidecars', async (t) => {
+  const { e } = await engine(t);
+  for (let i = 0; i < 5; i++) await put(e, `c/k${i}.txt`, Buffer.from(`v${i}`));
+  let reads = 0;
+  const orig = e.backend.readSmall.bind(e.backend);
+  e.backend.readSmall = async (...a: Parameters<typeof orig>) => {
+    reads++;
+    return orig(...a);
+  };
+  const list = () => listObjects(e, { bucket: 'bkt', prefix: 'c/', delimiter: '', after: '', maxKeys: 1000 });
+  t.equal((await list()).objects.length, 5);
+  const first = reads;
+  t.same((await list()).objects.map((o) => o.key), ['c/k0.txt', 'c/k1.txt', 'c/k2.txt', 'c/k3.txt', 'c/k4.txt']);
+  t.equal(reads - first, 0, 'no sidecar is read again');
+  await put(e, 'c/k2.txt', Buffer.from('changed'));
+  const after = (await list()).objects.find((o) => o.key === 'c/k2.txt');
+  t.equal(after?.size, 7, 'a rewritten sidecar is read anew');
+});

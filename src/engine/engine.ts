@@ -14,6 +14,7 @@ import { FileRouter } from './router.js';
 import { spool, tempPath, type SpoolOptions, type Spooled } from './spool.js';
 import { prepareDelta } from './pre-encode.js';
 import { openStored } from './read.js';
+import { SidecarCache } from './sidecar-cache.js';
 import type { EngineOptions, PreEncode, PutInput } from './types.js';
 
 export type { EngineOptions, ObjectAttributes, PreEncode, PutInput } from './types.js';
@@ -44,6 +45,7 @@ export class Engine {
   private readonly cache: ReferenceCache;
   private readonly refs: References;
   readonly multipart: Multipart;
+  readonly sidecars: SidecarCache;
   private sweeper?: NodeJS.Timeout;
   private readonly keyLocks = new KeyedRwLock();
   private readonly spaceLocks = new KeyedRwLock();
@@ -58,6 +60,7 @@ export class Engine {
     this.cache = new ReferenceCache(opts.cacheDir, opts.cacheBytes, backend);
     this.refs = new References(backend, this.cache, opts.toolVersion, log);
     this.multipart = new Multipart(this, log);
+    this.sidecars = new SidecarCache(backend);
   }
 
   async init(): Promise<void> {

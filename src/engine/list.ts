@@ -27,14 +27,23 @@ export interface ListResult {
  */
 export async function listObjects(engine: Engine, input: ListInput): Promise<ListResult> {
   await engine.headBucket(input.bucket);
-  const keys = new Set<string>();
+  // key -> the etags of its sidecars as listed (two while an overwrite that
+  // changed the storage kind is in flight).
+  const keys = new Map<string, { name: string; etag?: string }[]>();
   for await (const blob of engine.backend.list(input.bucket, { prefix: input.prefix })) {
     const k = keyOfMetaBlob(blob.name);
-    if (k) keys.add(k.key);
+    if (!k) continue;
+    const seen = keys.get(k.key) ?? [];
+    seen.push({ name: blob.name, etag: blob.etag });
+    keys.set(k.key, seen);
   }
-  const sorted = [...keys].sort(compareKeys);
+  const sorted = [...keys.keys()].sort(compareKeys);
   const page = paginate(sorted, input);
-  const metas = await mapLimit(page.keys, 16, (key) => engine.findObject(input.bucket, key));
+  const metas = await mapLimit(page.keys, 16, async (key) => {
+    const found = keys.get(key)!;
+    if (found.length !== 1 || !found[0].etag) return engine.findObject(input.bucket, key);
+    return engine.sidecars.read(input.bucket, found[0].name, found[0].etag);
+  });
   // A key deleted between the listing and the sidecar read is left out.
   const objects = metas.filter((m): m is ObjectMeta => m !== null);
   return { objects, commonPrefixes: page.commonPrefixes, truncated: page.truncated, last: page.last };

@@ -282,12 +282,12 @@ export class FilesystemBackend implements Backend {
         if (opts.shallow && name.slice(prefix.length).includes('/')) continue;
         let st;
         try {
-          st = await fsp.stat(path.join(dir, ent.name));
+          st = await fsp.stat(path.join(dir, ent.name), { bigint: true });
         } catch (err) {
           if (isCode(err, 'ENOENT')) continue; // deleted while listing
           throw err;
         }
-        yield { name, size: st.size, lastModified: st.mtime };
+        yield { name, size: Number(st.size), lastModified: new Date(Number(st.mtimeMs)), etag: etagOf(st) };
       }
     }
   }
