@@ -61,3 +61,20 @@ t.test('help and version', async (t) => {
   t.equal(loadConfig({ argv: ['--help'] }).action, 'help');
   t.equal(loadConfig({ argv: ['-V'] }).action, 'version');
 });
+
+t.test('[[auth.keys]] and [auth]', async (t) => {
+  const c = run({
+    toml: `[auth]\nanonymous = "read-only"\n[[auth.keys]]\naccess_key_id = "a"\nsecret_access_key = "s"\nbuckets = ["x", "y"]\n[[auth.keys]]\naccess_key_id = "b"\nsecret_access_key = "t"\nread_only = true\n`,
+  });
+  t.equal(c.anonymous, 'read-only');
+  t.same(c.authKeys, [
+    { accessKeyId: 'a', secretAccessKey: 's', buckets: ['x', 'y'], readOnly: false },
+    { accessKeyId: 'b', secretAccessKey: 't', buckets: undefined, readOnly: true },
+  ]);
+  t.equal(run({ env: { DELTAGLIDER_PROXY_AUTH_ANONYMOUS: 'none' }, toml: '[auth]\nanonymous = "read-write"' }).anonymous, 'none', 'env wins');
+  t.throws(() => run({ toml: '[[auth.keys]]\naccess_key_id = "a"' }), { message: /secret_access_key/ });
+  t.throws(() => run({ toml: '[[auth.keys]]\naccess_key_id = "a/b"\nsecret_access_key = "s"' }), { message: /access_key_id/ });
+  t.throws(() => run({ toml: '[[auth.keys]]\naccess_key_id = "a"\nsecret_access_key = "s"\nadmin = true' }), { message: /unknown key admin/ });
+  t.throws(() => run({ toml: '[[auth.keys]]\naccess_key_id = "a"\nsecret_access_key = "s"\nread_only = "yes"' }), { message: /read_only/ });
+  t.throws(() => run({ toml: '[auth]\nanonymous = "everyone"' }), { message: /none, read-only, read-write/ });
+});

@@ -25,6 +25,15 @@ t.test('the example parses to the defaults', async (t) => {
   t.same(fromExample, defaults);
 });
 
+t.test('the example configurations in config/ parse', async (t) => {
+  const { readdirSync } = await import('node:fs');
+  for (const f of readdirSync('config').filter((n) => n.endsWith('.toml'))) {
+    const r = loadConfig({ toml: readFileSync(`config/${f}`, 'utf8') });
+    t.equal(r.action, 'run', f);
+    if (r.action === 'run') t.ok(r.config.authKeys.length > 0, `${f} configures key pairs`);
+  }
+});
+
 t.test('package.json and VERSION agree', async (t) => {
   t.equal(JSON.parse(readFileSync('package.json', 'utf8')).version, VERSION);
 });

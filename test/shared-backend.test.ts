@@ -65,4 +65,18 @@ t.test('two instances, one backend', { skip: await motoAvailable() }, async (t) 
 
   t.same(await localData(a), [], 'no local data on instance A');
   t.same(await localData(b), [], 'no local data on instance B');
+
+  await t.test('an unreachable backend is 503, which clients retry', async (t) => {
+    await moto.stop();
+    const once = sdk(a.url, { maxAttempts: 1 });
+    t.teardown(() => once.destroy());
+    try {
+      await once.send(new GetObjectCommand({ Bucket: 'race', Key: 'gc/new0.zip' }));
+      t.fail('served without a backend');
+    } catch (err) {
+      const e = err as { name: string; $metadata?: { httpStatusCode?: number } };
+      t.equal(e.$metadata?.httpStatusCode, 503);
+      t.equal(e.name, 'ServiceUnavailable');
+    }
+  });
 });

@@ -33,6 +33,8 @@ export interface Moto {
   client: S3Client;
   /** Creates a backend bucket and returns proxy config pointing at it. */
   backend(bucket: string, prefix?: string): Promise<Partial<Config>>;
+  /** Stops the server (to test how the proxy meets an unreachable backend). */
+  stop(): Promise<void>;
 }
 
 interface Teardownable {
@@ -61,6 +63,10 @@ export async function startMoto(t: Teardownable): Promise<Moto> {
   return {
     endpoint,
     client,
+    async stop() {
+      child.kill('SIGTERM');
+      await child;
+    },
     async backend(bucket, prefix = '') {
       await client.send(new CreateBucketCommand({ Bucket: bucket }));
       return {
