@@ -115,7 +115,7 @@ async function bareXdelta(ref: string, target: string, work: string) {
   const refSize = (await fsp.stat(ref)).size;
   const win = String(Math.max(64 * MB, Math.ceil(refSize / MB) * MB));
   const out = path.join(work, 'bare.vcdiff');
-  const [, enc] = await timed(() => execa('xdelta3', ['-e', '-f', '-D', '-B', win, '-9', '-s', ref, target, out]));
+  const [, enc] = await timed(() => execa('xdelta3', ['-e', '-A', '-f', '-D', '-B', win, '-9', '-s', ref, target, out]));
   const bytes = (await fsp.stat(out)).size;
   const [, orig] = await timed(() => execa('xdelta3', ['-e', '-f', '-9', '-s', ref, target, `${out}.orig`]));
   const origBytes = (await fsp.stat(`${out}.orig`)).size;

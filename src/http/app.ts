@@ -60,7 +60,6 @@ export function parseTarget(rawUrl: string, host: string | undefined, domains: s
   return { bucket, key, query, resource: decode(path) };
 }
 
-/** The HTTP app; `makeEngine` receives the app's logger. */
 /**
  * The key pairs clients may sign with: [[auth.keys]], the pair from
  * access_key_id / secret_access_key, or else the development pair.
@@ -72,6 +71,7 @@ export function effectiveKeys(config: Config): { keys: KeyGrant[]; development: 
   return { keys: [{ accessKeyId: DEV_ACCESS_KEY_ID, secretAccessKey: DEV_SECRET_ACCESS_KEY, readOnly: false }], development: true };
 }
 
+/** The HTTP app; `makeEngine` receives the app's logger. */
 export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): FastifyInstance {
   const app = Fastify({
     logger: { level: config.logLevel, redact: ['req.headers.authorization'] },
