@@ -255,6 +255,7 @@ export class Engine {
     const seeded = ref.source_key === key && ref.sha256 === body.sha256;
     // Only an encoder that saw every byte of this very body can stand for it.
     const preFile = pre && body.teed && pre.refSha === ref.sha256 ? await pre.finish() : null;
+    this.log.debug?.({ bucket, key, overlapped: !!preFile }, 'delta encode');
     if (preFile) return { stored: await this.keepDelta(bucket, key, body, preFile, ref), seeded };
     const handle = await this.refs.open(bucket, space, ref.sha256);
     const out = tempPath(this.opts.tmpDir, 'delta');
