@@ -3,7 +3,7 @@ import * as fsp from 'node:fs/promises';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { release } from '../bench/corpus.js';
-import { available, cliEnv, creds, expectOk, run } from './helpers/clients.js';
+import { available, creds, expectOk, rcloneEnv, run } from './helpers/clients.js';
 import { startProxy, tempDir } from './helpers/proxy.js';
 
 // Every CLI and SDK of the client matrix, as a subprocess against a proxy on
@@ -139,17 +139,7 @@ t.test('s3cmd', { skip: await available(['s3cmd', '--version'], 's3cmd') }, asyn
 t.test('rclone', { skip: await available(['rclone', 'version'], 'rclone') }, async (t) => {
   const proxy = await startProxy(t);
   const f = await corpus(t);
-  const env = cliEnv({
-    RCLONE_CONFIG: '/dev/null',
-    RCLONE_CONFIG_DGP_TYPE: 's3',
-    RCLONE_CONFIG_DGP_PROVIDER: 'Other',
-    RCLONE_CONFIG_DGP_ENDPOINT: proxy.url,
-    RCLONE_CONFIG_DGP_ACCESS_KEY_ID: creds.accessKeyId,
-    RCLONE_CONFIG_DGP_SECRET_ACCESS_KEY: creds.secretAccessKey,
-    RCLONE_CONFIG_DGP_REGION: 'us-east-1',
-    RCLONE_CONFIG_DGP_FORCE_PATH_STYLE: 'true',
-  });
-  delete env.AWS_CA_BUNDLE;
+  const env = rcloneEnv(proxy.url);
   const rclone = async (...args: string[]) => {
     const r = await run('rclone', args, { env });
     expectOk(t, r, `rclone ${args.join(' ')}`);

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import t from 'tap';
-import { available, cliEnv, creds, expectOk, run, sdk } from './helpers/clients.js';
+import { available, creds, expectOk, rcloneEnv, run, sdk } from './helpers/clients.js';
 import { BACKEND, blobs, startProxy, tempDir } from './helpers/proxy.js';
 
 // Large objects through every client of the matrix: each uploads a file well
@@ -124,19 +124,7 @@ print('ETAG', s3.head_object(Bucket='large', Key='boto/big.dat')['ETag'])
   });
 
   await t.test('rclone', { skip: await available(['rclone', 'version'], 'rclone') }, async (t) => {
-    const env = cliEnv({
-      RCLONE_CONFIG: '/dev/null',
-      RCLONE_CONFIG_DGP_TYPE: 's3',
-      RCLONE_CONFIG_DGP_PROVIDER: 'Other',
-      RCLONE_CONFIG_DGP_ENDPOINT: proxy.url,
-      RCLONE_CONFIG_DGP_ACCESS_KEY_ID: creds.accessKeyId,
-      RCLONE_CONFIG_DGP_SECRET_ACCESS_KEY: creds.secretAccessKey,
-      RCLONE_CONFIG_DGP_REGION: 'us-east-1',
-      RCLONE_CONFIG_DGP_FORCE_PATH_STYLE: 'true',
-      RCLONE_CONFIG_DGP_UPLOAD_CUTOFF: '16M',
-      RCLONE_CONFIG_DGP_CHUNK_SIZE: '16M',
-    });
-    delete env.AWS_CA_BUNDLE;
+    const env = rcloneEnv(proxy.url, { RCLONE_CONFIG_DGP_UPLOAD_CUTOFF: '16M', RCLONE_CONFIG_DGP_CHUNK_SIZE: '16M' });
     const down = path.join(dir, 'rclone.dat');
     expectOk(t, await run('rclone', ['copyto', big, 'dgp:large/rclone/big.dat'], { env }), 'command');
     expectOk(t, await run('rclone', ['copyto', 'dgp:large/rclone/big.dat', down], { env }), 'command');

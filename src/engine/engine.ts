@@ -34,6 +34,8 @@ interface Stored {
   ref?: ReferenceVersion;
 }
 
+const BUCKET_TTL_MS = 2000;
+
 function newest(v: Versions): Version | undefined {
   if (v.delta && v.direct) return v.delta.meta.created >= v.direct.meta.created ? v.delta : v.direct;
   return v.delta ?? v.direct;
@@ -49,6 +51,7 @@ export class Engine {
   private sweeper?: NodeJS.Timeout;
   private readonly keyLocks = new KeyedRwLock();
   private readonly spaceLocks = new KeyedRwLock();
+  private readonly buckets = new Map<string, { info: BucketInfo; until: number }>();
 
   constructor(
     readonly backend: Backend,
@@ -98,9 +101,19 @@ export class Engine {
     }
   }
 
+  /**
+   * Every object request checks its bucket. A bucket seen in the last few
+   * seconds is taken as still there, which saves a backend request per
+   * object request (a HEAD with the S3 backend); a bucket deleted through
+   * another instance is noticed within BUCKET_TTL_MS.
+   */
   async headBucket(bucket: string): Promise<BucketInfo> {
+    const cached = this.buckets.get(bucket);
+    if (cached && cached.until > Date.now()) return cached.info;
     const info = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket) ? await this.backend.headBucket(bucket) : null;
     if (!info) throw new S3Error('NoSuchBucket', undefined, { fields: { BucketName: bucket } });
+    if (this.buckets.size > 10_000) this.buckets.clear();
+    this.buckets.set(bucket, { info, until: Date.now() + BUCKET_TTL_MS });
     return info;
   }
 
@@ -111,9 +124,11 @@ export class Engine {
         throw new S3Error('BucketNotEmpty', undefined, { fields: { BucketName: bucket } });
       }
     }
+    this.buckets.delete(bucket);
     // Uploads in progress go with the bucket: nothing could complete them.
     for (const u of await this.multipart.list(bucket)) await this.multipart.abort(bucket, u.rec.key, u.id);
     await this.backend.deleteBucket(bucket);
+    this.buckets.delete(bucket);
   }
 
   // ---- objects ----------------------------------------------------------
