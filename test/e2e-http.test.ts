@@ -162,6 +162,14 @@ t.test('S3 errors for bad requests', async (t) => {
     t.same(await fsp.readdir(spool), [], 'after a success');
   });
 
+  await t.test('signed headers with runs of spaces, keys with + = and unicode', async (t) => {
+    const put = await req('PUT', '/errs/a%2Bb%3Dc%20d%C3%BC', { body: 'v', headers: { 'x-amz-meta-spaced': 'a   b  c' } });
+    t.equal(put.status, 200, put.body);
+    const got = await req('GET', '/errs/a%2Bb%3Dc%20d%C3%BC');
+    t.equal(got.body, 'v');
+    t.equal(got.headers['x-amz-meta-spaced'], 'a   b  c', 'stored as sent');
+  });
+
   await t.test('health', async (t) => {
     const r = await req('GET', '/health', { unsigned: true });
     t.equal(r.status, 200);
