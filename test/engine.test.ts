@@ -191,3 +191,26 @@ t.test('listing pages read cached sidecars', async (t) => {
   const after = (await list()).objects.find((o) => o.key === 'c/k2.txt');
   t.equal(after?.size, 7, 'a rewritten sidecar is read anew');
 });
+
+t.test('continued listings reuse the scan of the first page until a write', async (t) => {
+  const { e } = await engine(t);
+  for (let i = 0; i < 6; i++) await put(e, `s/k${i}.txt`, Buffer.from(`v${i}`));
+  let scans = 0;
+  const orig = e.backend.list.bind(e.backend);
+  e.backend.list = (...a: Parameters<typeof orig>) => {
+    scans++;
+    return orig(...a);
+  };
+  const page = (after: string) => listObjects(e, { bucket: 'bkt', prefix: 's/', delimiter: '', after, maxKeys: 2 });
+  const p1 = await page('');
+  const p2 = await page(p1.last!);
+  const p3 = await page(p2.last!);
+  t.same([...p1.objects, ...p2.objects, ...p3.objects].map((o) => o.key), ['s/k0.txt', 's/k1.txt', 's/k2.txt', 's/k3.txt', 's/k4.txt', 's/k5.txt']);
+  t.equal(scans, 1, 'one backend scan for three pages');
+  await put(e, 's/k1b.txt', Buffer.from('new'));
+  const p2b = await page(p1.last!);
+  t.same(p2b.objects.map((o) => o.key), ['s/k1b.txt', 's/k2.txt'], 'a write through this instance is seen at once');
+  t.equal(scans, 2);
+  await page('');
+  t.equal(scans, 3, 'a first page always scans');
+});

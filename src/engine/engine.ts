@@ -15,6 +15,8 @@ import { spool, tempPath, type SpoolOptions, type Spooled } from './spool.js';
 import { prepareDelta } from './pre-encode.js';
 import { openStored } from './read.js';
 import { SidecarCache } from './sidecar-cache.js';
+import type { ListingSnapshot } from './list.js';
+import { LRUCache } from 'lru-cache';
 import type { EngineOptions, PreEncode, PutInput } from './types.js';
 
 export type { EngineOptions, ObjectAttributes, PreEncode, PutInput } from './types.js';
@@ -48,10 +50,13 @@ export class Engine {
   private readonly refs: References;
   readonly multipart: Multipart;
   readonly sidecars: SidecarCache;
+  /** Listing snapshots for continued pages (./list.ts). */
+  readonly listings = new LRUCache<string, ListingSnapshot>({ max: 64 });
   private sweeper?: NodeJS.Timeout;
   private readonly keyLocks = new KeyedRwLock();
   private readonly spaceLocks = new KeyedRwLock();
   private readonly buckets = new Map<string, { info: BucketInfo; until: number }>();
+  private readonly generations = new Map<string, number>();
 
   constructor(
     readonly backend: Backend,
@@ -252,6 +257,19 @@ export class Engine {
   /** Writes the sidecar: replaces exactly `prev`, or creates it. */
   private async commit(bucket: string, key: string, meta: ObjectMeta, prev: Version | undefined): Promise<void> {
     await this.backend.putBytes(bucket, metaBlob(key, meta.kind), encodeMeta(meta), prev ? { ifMatch: prev.etag } : { ifNoneMatch: true });
+    this.bump(bucket);
+  }
+
+  /**
+   * A counter of the sidecar writes and deletes this instance made in a
+   * bucket: a listing snapshot taken at another count is stale.
+   */
+  generation(bucket: string): number {
+    return this.generations.get(bucket) ?? 0;
+  }
+
+  private bump(bucket: string): void {
+    this.generations.set(bucket, this.generation(bucket) + 1);
   }
 
   private async storeDirect(bucket: string, key: string, body: Spooled): Promise<Stored> {
@@ -298,6 +316,7 @@ export class Engine {
   private async removeVersion(bucket: string, key: string, kind: StorageKind, v: Version): Promise<void> {
     try {
       await this.backend.delete(bucket, metaBlob(key, kind), { ifMatch: v.etag });
+      this.bump(bucket);
       await this.backend.delete(bucket, dataBlob(key, kind), v.meta.data_etag ? { ifMatch: v.meta.data_etag } : {});
     } catch (err) {
       if (!(err instanceof PreconditionError)) throw err;

@@ -20,24 +20,53 @@ export interface ListResult {
   last?: string;
 }
 
+/** The sorted user keys under a prefix, as one scan of the backend saw them. */
+export interface ListingSnapshot {
+  /** key -> its sidecars as listed (two while a kind-changing overwrite is in flight). */
+  keys: Map<string, { name: string; etag?: string }[]>;
+  sorted: string[];
+  at: number;
+  generation: number;
+}
+
 /**
- * Lists user keys. The backend is asked for every sidecar under the prefix
- * (blob names start with the user key, so the prefix carries over); only the
- * sidecars of the keys on the returned page are read.
+ * How long a continued listing (a page after the first) may reuse the scan
+ * made for an earlier page. Writes through this instance invalidate it at
+ * once; writes through other instances sharing the backend show up on the
+ * next first page, or after this long.
  */
-export async function listObjects(engine: Engine, input: ListInput): Promise<ListResult> {
-  await engine.headBucket(input.bucket);
-  // key -> the etags of its sidecars as listed (two while an overwrite that
-  // changed the storage kind is in flight).
+export const SNAPSHOT_TTL_MS = 30_000;
+
+async function scan(engine: Engine, bucket: string, prefix: string): Promise<ListingSnapshot> {
+  const generation = engine.generation(bucket);
   const keys = new Map<string, { name: string; etag?: string }[]>();
-  for await (const blob of engine.backend.list(input.bucket, { prefix: input.prefix })) {
+  for await (const blob of engine.backend.list(bucket, { prefix })) {
     const k = keyOfMetaBlob(blob.name);
     if (!k) continue;
     const seen = keys.get(k.key) ?? [];
     seen.push({ name: blob.name, etag: blob.etag });
     keys.set(k.key, seen);
   }
-  const sorted = [...keys.keys()].sort(compareKeys);
+  return { keys, sorted: [...keys.keys()].sort(compareKeys), at: Date.now(), generation };
+}
+
+/**
+ * Lists user keys. User keys sort differently from their blob names (the
+ * suffixes), so a page needs every sidecar name under the prefix: one scan of
+ * the backend (blob names start with the user key, so the prefix carries
+ * over), reused for the following pages of the same listing. Only the
+ * sidecars of the keys on the returned page are read, and those are cached by
+ * etag.
+ */
+export async function listObjects(engine: Engine, input: ListInput): Promise<ListResult> {
+  await engine.headBucket(input.bucket);
+  const id = `${input.bucket}\0${input.prefix}`;
+  let snap = input.after !== '' ? engine.listings.get(id) : undefined;
+  if (!snap || snap.generation !== engine.generation(input.bucket) || Date.now() - snap.at > SNAPSHOT_TTL_MS) {
+    snap = await scan(engine, input.bucket, input.prefix);
+    engine.listings.set(id, snap);
+  }
+  const { keys, sorted } = snap;
   const page = paginate(sorted, input);
   const metas = await mapLimit(page.keys, 16, async (key) => {
     const found = keys.get(key)!;
