@@ -50,8 +50,8 @@ export class Engine {
   private readonly refs: References;
   readonly multipart: Multipart;
   readonly sidecars: SidecarCache;
-  /** Listing snapshots for continued pages (./list.ts). */
-  readonly listings = new LRUCache<string, ListingSnapshot>({ max: 64 });
+  /** Listing snapshots for continued pages (./list.ts), at most 1M keys in all. */
+  readonly listings = new LRUCache<string, ListingSnapshot>({ max: 64, maxSize: 1_000_000, sizeCalculation: (s) => Math.max(1, s.sorted.length) });
   private sweeper?: NodeJS.Timeout;
   private readonly keyLocks = new KeyedRwLock();
   private readonly spaceLocks = new KeyedRwLock();
