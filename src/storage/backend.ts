@@ -99,6 +99,12 @@ export interface Backend {
   /** Every blob under a prefix, in no particular order. */
   list(bucket: string, opts?: ListOptions): AsyncIterable<BlobInfo>;
   /**
+   * Blobs under a prefix in ascending UTF-8 byte order of their names,
+   * starting after `startAfter`: backends that list sorted (S3) offer it, so
+   * that a listing page costs a page of backend listing, not a full scan.
+   */
+  listSorted?(bucket: string, opts: { prefix: string; startAfter?: string; signal?: AbortSignal }): AsyncIterable<BlobInfo>;
+  /**
    * A local path holding the blob's bytes, when the backend has one (the
    * filesystem backend), so the codec can read it without a copy.
    */

@@ -280,7 +280,15 @@ export class S3Backend implements Backend {
     }
   }
 
-  private async *listRaw(prefix: string, shallow: boolean, signal?: AbortSignal) {
+  async *listSorted(bucket: string, opts: { prefix: string; startAfter?: string; signal?: AbortSignal }): AsyncIterable<BlobInfo> {
+    const base = `${this.root}${bucket}/`;
+    const startAfter = opts.startAfter ? base + opts.startAfter : undefined;
+    for await (const o of this.listRaw(base + opts.prefix, false, opts.signal, startAfter)) {
+      yield { name: o.Key.slice(base.length), size: o.Size, lastModified: o.LastModified, etag: o.ETag };
+    }
+  }
+
+  private async *listRaw(prefix: string, shallow: boolean, signal?: AbortSignal, startAfter?: string) {
     let token: string | undefined;
     do {
       let r;
@@ -288,7 +296,7 @@ export class S3Backend implements Backend {
         r = await this.client.send(
           // encoding-type=url: keys may hold characters XML would not carry
           // exactly (a '\r' is read back as '\n').
-          new ListObjectsV2Command({ Bucket: this.opts.bucket, Prefix: prefix, Delimiter: shallow ? '/' : undefined, ContinuationToken: token, MaxKeys: 1000, EncodingType: 'url' }),
+          new ListObjectsV2Command({ Bucket: this.opts.bucket, Prefix: prefix, Delimiter: shallow ? '/' : undefined, ContinuationToken: token, StartAfter: token ? undefined : startAfter, MaxKeys: 1000, EncodingType: 'url' }),
           { abortSignal: signal },
         );
       } catch (err) {
