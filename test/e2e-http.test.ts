@@ -72,6 +72,10 @@ t.test('S3 errors for bad requests', async (t) => {
     const obj = await req('GET', '/errs/obj');
     t.equal(obj.body, 'hello', 'PUT ?tagging did not overwrite the object');
     t.equal((await req('PATCH', '/errs/obj')).status, 405);
+    t.equal(code(await req('POST', '/errs', { body: 'form' })), 'NotImplemented', 'browser form POST');
+    t.equal((await req('GET', '/errs/obj?versionId=null')).body, 'hello', 'the one version, "null"');
+    t.equal(code(await req('GET', '/errs/obj?versionId=3HL4kqtJlcpXroDTDmJ')), 'InvalidArgument');
+    t.equal(code(await req('DELETE', '/errs/obj?versionId=3HL4kqtJlcpXroDTDmJ')), 'InvalidArgument');
   });
 
   await t.test('integrity checks on upload', async (t) => {

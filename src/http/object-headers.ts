@@ -134,3 +134,14 @@ export const RESPONSE_OVERRIDES: Record<string, string> = {
   'response-content-disposition': 'content-disposition',
   'response-content-encoding': 'content-encoding',
 };
+
+/**
+ * Buckets are never versioned here, so every object has the one version
+ * "null" (GetObject reference, "versionId"); any other id is refused.
+ */
+export function checkVersionId(ctx: Ctx): void {
+  const v = ctx.query.get('versionId');
+  if (v !== null && v !== 'null') {
+    throw new S3Error('InvalidArgument', 'Invalid version id specified', { fields: { ArgumentName: 'versionId', ArgumentValue: v } });
+  }
+}

@@ -63,9 +63,7 @@ export class Router {
     }
     const named = [...ctx.query.keys()].find((k) => SUBRESOURCES.has(k));
     if (named) throw notImplemented(`${method} ?${named}`);
-    if (specs.length === 0 && ['GET', 'PUT', 'POST', 'DELETE', 'HEAD'].includes(method)) {
-      throw notImplemented(`${method} on a ${level}`);
-    }
+    if (['GET', 'PUT', 'POST', 'DELETE', 'HEAD'].includes(method)) throw notImplemented(`${method} on a ${level}`);
     throw new S3Error('MethodNotAllowed', undefined, { fields: { Method: method, ResourceType: level.toUpperCase() } });
   }
 }

@@ -3,13 +3,14 @@ import type { ObjectMeta } from '../../engine/meta.js';
 import type { ByteRange } from '../../storage/backend.js';
 import { S3Error } from '../../errors.js';
 import { header, type Ctx } from '../context.js';
-import { RESPONSE_OVERRIDES, checkConditions, parseRange, setObjectHeaders } from '../object-headers.js';
+import { RESPONSE_OVERRIDES, checkConditions, checkVersionId, parseRange, setObjectHeaders } from '../object-headers.js';
 
 /**
  * GetObject and HeadObject: GET|HEAD /bucket/key, with a single Range,
  * conditional headers and response-* overrides (GetObject reference).
  */
 export async function getObject(ctx: Ctx): Promise<void> {
+  checkVersionId(ctx);
   const meta = await ctx.engine.headObject(ctx.bucket, ctx.key!);
   checkConditions(ctx, meta);
   const partNumber = ctx.query.get('partNumber');
