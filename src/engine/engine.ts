@@ -4,7 +4,7 @@ import { AlreadyExistsError, PreconditionError, S3Error } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { Backend, BucketInfo, ByteRange } from '../storage/backend.js';
 import { Codec } from './codec.js';
-import { checkBucketName, checkKey, dataBlob, deltaspaceOf, keyOfMetaBlob, metaBlob, type StorageKind } from './keys.js';
+import { checkBucketName, checkKey, isBucketName, dataBlob, deltaspaceOf, keyOfMetaBlob, metaBlob, type StorageKind } from './keys.js';
 import { KeyedRwLock } from './locks.js';
 import { encodeMeta, parseObjectMeta, type ObjectMeta } from './meta.js';
 import { ReferenceCache } from './refcache.js';
@@ -115,7 +115,7 @@ export class Engine {
   async headBucket(bucket: string): Promise<BucketInfo> {
     const cached = this.buckets.get(bucket);
     if (cached && cached.until > Date.now()) return cached.info;
-    const info = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket) ? await this.backend.headBucket(bucket) : null;
+    const info = isBucketName(bucket) ? await this.backend.headBucket(bucket) : null;
     if (!info) throw new S3Error('NoSuchBucket', undefined, { fields: { BucketName: bucket } });
     if (this.buckets.size > 10_000) this.buckets.clear();
     this.buckets.set(bucket, { info, until: Date.now() + BUCKET_TTL_MS });
@@ -284,8 +284,7 @@ export class Engine {
 
   /** Stores a delta when it is worth it; `stored` null means "store direct instead". */
   private async storeDelta(bucket: string, key: string, space: string, body: Spooled, pre?: PreEncode): Promise<{ stored: Stored | null; seeded: boolean }> {
-    const ref = await this.refs.ensure(bucket, space, body, key);
-    const seeded = ref.source_key === key && ref.sha256 === body.sha256;
+    const { ref, created: seeded } = await this.refs.ensure(bucket, space, body, key);
     // Only an encoder that saw every byte of this very body can stand for it.
     const preFile = pre && body.teed && pre.refSha === ref.sha256 ? await pre.finish() : null;
     this.log.debug?.({ bucket, key, overlapped: !!preFile }, 'delta encode');

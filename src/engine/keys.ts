@@ -21,6 +21,16 @@ export function checkBucketName(name: string): void {
   if (/^(xn--|sthree-|amzn-s3-demo-)/.test(name) || /(-s3alias|--ol-s3|\.mrap|--x-s3|--table-s3)$/.test(name)) throw bad('reserved prefix or suffix');
 }
 
+/** Whether a name could be a bucket at all (requests for others: NoSuchBucket). */
+export function isBucketName(name: string): boolean {
+  try {
+    checkBucketName(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 // Characters XML 1.0 cannot carry (listings are XML): refused rather than
 // stored under a name no listing could return.
 // eslint-disable-next-line no-control-regex

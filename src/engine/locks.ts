@@ -16,10 +16,6 @@ export type Release = () => void;
 export class KeyedRwLock {
   private readonly states = new Map<string, RwState>();
 
-  get size(): number {
-    return this.states.size;
-  }
-
   read(key: string): Promise<Release> {
     return this.acquire(key, false);
   }

@@ -41,10 +41,17 @@ export class References {
     }
   }
 
-  /** The deltaspace's reference, seeding it from `body` when there is none. */
-  async ensure(bucket: string, space: string, body: Spooled, key: string): Promise<ReferenceVersion> {
+  /**
+   * The deltaspace's reference, seeding it from `body` when there is none;
+   * `created` tells whether this call seeded it.
+   */
+  async ensure(bucket: string, space: string, body: Spooled, key: string): Promise<{ ref: ReferenceVersion; created: boolean }> {
     const existing = await this.read(bucket, space);
-    if (existing) return existing;
+    if (existing) return { ref: existing, created: false };
+    return { ref: await this.seed(bucket, space, body, key), created: true };
+  }
+
+  private async seed(bucket: string, space: string, body: Spooled, key: string): Promise<ReferenceVersion> {
     const blob = referenceBlob(space);
     const meta: ReferenceMeta = {
       format: 1,
