@@ -3,6 +3,7 @@ import { ConfigError, HELP, loadConfig } from './config/config.js';
 import { build } from './app.js';
 import { Codec } from './engine/codec.js';
 import { VERSION } from './version.js';
+import { runStats } from './cli/stats.js';
 
 const XDELTA_HELP = `xdelta3 is required. Install it with:
   Debian/Ubuntu: sudo apt-get install -y xdelta3
@@ -13,6 +14,7 @@ or point xdelta3_path (DELTAGLIDER_PROXY_XDELTA3_PATH) at the binary.`;
 async function main(): Promise<number> {
   let action;
   try {
+    if (process.argv[2] === 'stats') return await runStats(process.argv.slice(3));
     action = loadConfig({ argv: process.argv.slice(2), env: process.env });
   } catch (err) {
     if (err instanceof ConfigError) {

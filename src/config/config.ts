@@ -47,6 +47,18 @@ export interface Config {
   authKeys: KeyGrant[];
   /** [auth] anonymous: unsigned requests are refused unless this says otherwise. */
   anonymous: AnonymousAccess;
+  /** Request log lines: JSON, readable, or readable only on a terminal. */
+  logFormat: 'auto' | 'json' | 'pretty';
+  /** [metrics] token: bearer token /_/metrics requires ('' = none accepted). */
+  metricsToken: string;
+  /** [metrics] public: /_/metrics open to anyone. */
+  metricsPublic: boolean;
+  /** [console] enabled: the web console and its API under /_/. */
+  consoleEnabled: boolean;
+  /** [console] allow_http: sign-in over plain HTTP from other hosts than loopback. */
+  consoleAllowHttp: boolean;
+  /** [console] session_minutes: lifetime of a console session. */
+  consoleSessionMinutes: number;
 }
 
 /**
@@ -139,6 +151,12 @@ export const SETTINGS = [
   { ...setting('s3Prefix', 'backend.s3_prefix', str, ''), env: 'DELTAGLIDER_PROXY_S3_PREFIX' },
   { ...setting('s3AccessKeyId', 'backend.s3_access_key_id', str, ''), env: 'DELTAGLIDER_PROXY_S3_ACCESS_KEY_ID' },
   { ...setting('s3SecretAccessKey', 'backend.s3_secret_access_key', str, ''), env: 'DELTAGLIDER_PROXY_S3_SECRET_ACCESS_KEY' },
+  setting('logFormat', 'log_format', oneOf('auto', 'json', 'pretty') as Parser<Config['logFormat']>, 'auto'),
+  { ...setting('metricsToken', 'metrics.token', str, ''), env: 'DELTAGLIDER_PROXY_METRICS_TOKEN' },
+  { ...setting('metricsPublic', 'metrics.public', bool, false), env: 'DELTAGLIDER_PROXY_METRICS_PUBLIC' },
+  { ...setting('consoleEnabled', 'console.enabled', bool, true), env: 'DELTAGLIDER_PROXY_CONSOLE_ENABLED' },
+  { ...setting('consoleAllowHttp', 'console.allow_http', bool, false), env: 'DELTAGLIDER_PROXY_CONSOLE_ALLOW_HTTP' },
+  { ...setting('consoleSessionMinutes', 'console.session_minutes', num(1, 7 * 24 * 60, true), 60), env: 'DELTAGLIDER_PROXY_CONSOLE_SESSION_MINUTES' },
   { ...setting('anonymous', 'auth.anonymous', oneOf('none', 'read-only', 'read-write') as Parser<AnonymousAccess>, 'none'), env: 'DELTAGLIDER_PROXY_AUTH_ANONYMOUS' },
 ] as const;
 
@@ -194,6 +212,7 @@ const FLAGS: Record<string, keyof Config | 'config'> = {
 export const HELP = `deltaglider-proxy: an S3-compatible server that stores versioned artifacts as xdelta3 deltas
 
 Usage: deltaglider-proxy [options]
+       deltaglider-proxy stats [s3://BUCKET[/PREFIX]] [--json] [options]
 
 Options:
   -l, --listen HOST:PORT   listen address (DELTAGLIDER_PROXY_LISTEN_ADDR, default 127.0.0.1:9000)
@@ -245,6 +264,8 @@ export function loadConfig(src: Sources = {}): CliAction {
   const known = new Set<string>(SETTINGS.map((s) => s.toml));
   const tables: Record<string, string[]> = {
     auth: ['keys', 'anonymous'],
+    metrics: ['token', 'public'],
+    console: ['enabled', 'allow_http', 'session_minutes'],
     backend: ['s3_bucket', 's3_endpoint', 's3_region', 's3_force_path_style', 's3_prefix', 's3_access_key_id', 's3_secret_access_key'],
   };
   for (const [k, v] of Object.entries(table)) {

@@ -18,6 +18,7 @@ import { SidecarCache } from './sidecar-cache.js';
 import type { ListingSnapshot } from './list.js';
 import { LRUCache } from 'lru-cache';
 import type { EngineOptions, PreEncode, PutInput } from './types.js';
+import { objectUsage, referenceUsage, UsageTracker, versionsUsage } from './usage.js';
 
 export type { EngineOptions, ObjectAttributes, PreEncode, PutInput } from './types.js';
 
@@ -50,6 +51,8 @@ export class Engine {
   private readonly refs: References;
   readonly multipart: Multipart;
   readonly sidecars: SidecarCache;
+  /** Per-bucket usage figures (./usage.ts): told of every commit and delete. */
+  readonly usage: UsageTracker;
   /** Listing snapshots for continued pages (./list.ts), at most 1M keys in all. */
   readonly listings = new LRUCache<string, ListingSnapshot>({ max: 64, maxSize: 1_000_000, sizeCalculation: (s) => Math.max(1, s.sorted.length) });
   private sweeper?: NodeJS.Timeout;
@@ -69,6 +72,7 @@ export class Engine {
     this.refs = new References(backend, this.cache, opts.toolVersion, log);
     this.multipart = new Multipart(this, log);
     this.sidecars = new SidecarCache(backend);
+    this.usage = new UsageTracker(backend, log);
   }
 
   async init(): Promise<void> {
@@ -82,11 +86,13 @@ export class Engine {
     const sweep = () => this.multipart.sweep(this.opts.multipartMaxAgeMs).catch((err) => this.log.warn({ err }, 'multipart sweep failed'));
     await sweep();
     this.sweeper = setInterval(sweep, Math.min(3600_000, this.opts.multipartMaxAgeMs)).unref();
+    await this.usage.start();
   }
 
   async close(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);
     this.cache.clear();
+    await this.usage.close();
     await this.backend.close();
   }
 
@@ -134,6 +140,7 @@ export class Engine {
     for (const u of await this.multipart.list(bucket)) await this.multipart.abort(bucket, u.rec.key, u.id);
     await this.backend.deleteBucket(bucket);
     this.buckets.delete(bucket);
+    this.usage.forget(bucket);
   }
 
   // ---- objects ----------------------------------------------------------
@@ -197,7 +204,7 @@ export class Engine {
         let stored = attemptDelta?.stored ?? (await this.storeDirect(bucket, key, body));
         // A reference seeded by an upload that then went direct serves no one.
         collect ||= !!attemptDelta?.seeded && stored.kind === 'direct';
-        let meta = this.describe(input, stored);
+        let meta = this.describe(input, stored, !!attemptDelta?.seeded);
         try {
           await this.commit(bucket, key, meta, versions[stored.kind]);
           if (stored.ref && !(await this.refs.confirm(bucket, space, stored.ref))) {
@@ -222,6 +229,7 @@ export class Engine {
         const old = versions[other];
         if (old) await this.removeVersion(bucket, key, other, old);
         collect ||= other === 'delta' && !!old;
+        this.usage.record(bucket, versionsUsage([versions.delta?.meta, versions.direct?.meta]), objectUsage(meta));
         return meta;
       }
     } finally {
@@ -231,7 +239,7 @@ export class Engine {
     }
   }
 
-  private describe(input: PutInput, stored: Stored): ObjectMeta {
+  private describe(input: PutInput, stored: Stored, seeded = false): ObjectMeta {
     return {
       format: 1,
       tool: this.opts.toolVersion,
@@ -249,6 +257,7 @@ export class Engine {
       stored_size: stored.size,
       data_etag: stored.dataEtag,
       ...(stored.ref ? { reference_sha256: stored.ref.sha256 } : {}),
+      ...(seeded && stored.kind === 'delta' ? { seeded_reference: true } : {}),
       ...(input.parts ? { parts: input.parts } : {}),
       ...(input.partSizes ? { part_sizes: input.partSizes } : {}),
     };
@@ -285,6 +294,7 @@ export class Engine {
   /** Stores a delta when it is worth it; `stored` null means "store direct instead". */
   private async storeDelta(bucket: string, key: string, space: string, body: Spooled, pre?: PreEncode): Promise<{ stored: Stored | null; seeded: boolean }> {
     const { ref, created: seeded } = await this.refs.ensure(bucket, space, body, key);
+    if (seeded) this.usage.record(bucket, null, referenceUsage(ref));
     // Only an encoder that saw every byte of this very body can stand for it.
     const preFile = pre && body.teed && pre.refSha === ref.sha256 ? await pre.finish() : null;
     this.log.debug?.({ bucket, key, overlapped: !!preFile }, 'delta encode');
@@ -325,7 +335,8 @@ export class Engine {
   private async collectReference(bucket: string, space: string): Promise<void> {
     const release = await this.spaceLocks.write(`${bucket}\0${space}`);
     try {
-      await this.refs.collectIfUnused(bucket, space);
+      const removed = await this.refs.collectIfUnused(bucket, space);
+      if (removed) this.usage.record(bucket, referenceUsage(removed), null);
     } catch (err) {
       // Not fatal: an unused reference only costs space, and the next delete
       // in the deltaspace tries again.
@@ -353,6 +364,7 @@ export class Engine {
     } finally {
       release();
     }
+    this.usage.record(bucket, versionsUsage([versions.delta?.meta, versions.direct?.meta]), null);
     if (versions.delta) await this.collectReference(bucket, deltaspaceOf(key));
     return !!(versions.delta || versions.direct);
   }

@@ -32,6 +32,11 @@ export interface ObjectMeta {
   data_etag?: string;
   /** Delta only: SHA-256 of the reference it applies to. */
   reference_sha256?: string;
+  /**
+   * Delta only: this upload seeded its deltaspace's reference (whose bytes
+   * are this object's), so the object's stored size counts the reference.
+   */
+  seeded_reference?: boolean;
   /** Multipart uploads: number of parts (the ETag's suffix). */
   parts?: number;
   /** Multipart uploads: size of each part, in order. */

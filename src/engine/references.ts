@@ -147,32 +147,33 @@ export class References {
     }
   }
 
-  /** Removes the reference when no delta in its deltaspace needs it. */
-  async collectIfUnused(bucket: string, space: string): Promise<void> {
+  /** Removes the reference when no delta in its deltaspace needs it; returns the one removed. */
+  async collectIfUnused(bucket: string, space: string): Promise<ReferenceVersion | null> {
     const ref = await this.read(bucket, space);
     if (this.backend.shared) {
-      if (!ref) return;
+      if (!ref) return null;
       // Hide the reference first (see confirm), then look for deltas.
       try {
         await this.backend.delete(bucket, this.metaName(space), { ifMatch: ref.etag });
       } catch (err) {
-        if (err instanceof PreconditionError) return; // in use or replaced meanwhile
+        if (err instanceof PreconditionError) return null; // in use or replaced meanwhile
         throw err;
       }
       if (await this.hasDeltas(bucket, space)) {
         await this.writeMeta(bucket, space, ref, { ifNoneMatch: true }).catch((err) => {
           if (!(err instanceof AlreadyExistsError)) throw err;
         });
-        return;
+        return null;
       }
       // A writer that found data without sidecar may have rebuilt it.
-      if (await this.backend.head(bucket, this.metaName(space))) return;
+      if (await this.backend.head(bucket, this.metaName(space))) return null;
       await this.backend.delete(bucket, referenceBlob(space));
-      return;
+      return ref;
     }
-    if (await this.hasDeltas(bucket, space)) return;
+    if (await this.hasDeltas(bucket, space)) return null;
     await this.backend.delete(bucket, this.metaName(space));
     await this.backend.delete(bucket, referenceBlob(space));
+    return ref;
   }
 
   private async hasDeltas(bucket: string, space: string): Promise<boolean> {
