@@ -96,6 +96,11 @@ export class Engine {
     await this.backend.close();
   }
 
+  /** Reference cache hits and misses since start (metrics). */
+  get referenceCacheStats(): { hits: number; misses: number } {
+    return { ...this.cache.counters };
+  }
+
   // ---- buckets ----------------------------------------------------------
 
   listBuckets(): Promise<BucketInfo[]> {
@@ -106,6 +111,7 @@ export class Engine {
     checkBucketName(bucket);
     try {
       await this.backend.createBucket(bucket);
+      this.usage.record(bucket, null, null); // a new bucket: known, at zero
     } catch (err) {
       if (err instanceof AlreadyExistsError) throw new S3Error('BucketAlreadyOwnedByYou', undefined, { fields: { BucketName: bucket } });
       throw err;

@@ -30,6 +30,8 @@ export interface RefHandle {
 export class ReferenceCache {
   private readonly lru: LRUCache<string, Entry>;
   private readonly inflight = new Map<string, Promise<Entry>>();
+  /** For metrics: uses served from a local copy, and those that fetched one. */
+  readonly counters = { hits: 0, misses: 0 };
 
   constructor(
     private readonly dir: string,
@@ -54,6 +56,7 @@ export class ReferenceCache {
   async acquire(bucket: string, blob: string, sha: string, signal?: AbortSignal): Promise<RefHandle> {
     const id = ReferenceCache.id(bucket, blob, sha);
     let entry = this.lru.get(id);
+    this.counters[entry ? 'hits' : 'misses']++;
     if (!entry) {
       let p = this.inflight.get(id);
       if (!p) {

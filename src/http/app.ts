@@ -9,6 +9,9 @@ import { sendError, toS3Error } from './errors.js';
 import { authenticate, authorize, KeyStore } from './auth/authenticate.js';
 import { ROUTES } from './routes.js';
 import { Router, type Level } from './router.js';
+import { isSigned, registerAdmin } from './admin/index.js';
+import { Metrics } from './admin/metrics.js';
+import { logRequest, loggerOptions, noteRequest, requestFacts, startRequest } from './request-log.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -74,7 +77,7 @@ export function effectiveKeys(config: Config): { keys: KeyGrant[]; development: 
 /** The HTTP app; `makeEngine` receives the app's logger. */
 export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): FastifyInstance {
   const app = Fastify({
-    logger: { level: config.logLevel, redact: ['req.headers.authorization'] },
+    logger: loggerOptions(config),
     // Fastify's two lines per request are replaced by one (onResponse below).
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => newRequestId(),
@@ -107,12 +110,16 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
     reply.header('x-amz-request-id', req.id);
     reply.header('x-amz-id-2', req.id);
     reply.header('server', 'DeltaGliderProxy');
+    startRequest(req);
   });
+  const metrics = new Metrics(engine);
   app.addHook('onResponse', async (req, reply) => {
-    req.log.info({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+    const facts = requestFacts(req, reply);
+    // The proxy's own endpoints (probes, scrapes, console polls) stay out of the S3 figures.
+    if (facts.operation === 'Admin') return void req.log.debug?.({ method: req.method, url: req.url.split('?')[0], status: reply.statusCode }, 'admin request');
+    metrics.observe(facts);
+    logRequest(req, facts);
   });
-
-  app.get('/health', async (_req, reply) => reply.send({ status: 'ok' }));
 
   const handle = async (req: FastifyRequest, reply: FastifyReply) => {
     let resource = req.url;
@@ -128,6 +135,7 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
       const ctx: Ctx = { req, reply, engine, config, bucket: t.bucket, key: t.key, query: t.query, requestId: req.id, signal: ac.signal, resource, principal };
       const level: Level = t.bucket === '' ? 'service' : t.key === undefined ? 'bucket' : 'object';
       const route = router.resolve(ctx, level);
+      noteRequest(req, { operation: route.name, accessKeyId: principal.key?.accessKeyId });
       authorize(principal, t.bucket, req.method !== 'GET' && req.method !== 'HEAD');
       await route.handler(ctx);
       return reply;
@@ -140,6 +148,11 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
     }
   };
   app.route({ method: ['GET', 'PUT', 'POST', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH'], url: '*', handler: handle, exposeHeadRoute: false });
+  const virtualHosted = (req: FastifyRequest) => parseTarget('/', req.headers.host, config.virtualHostDomains).bucket !== '';
+  // Kept for unsigned probes; a signed request (or a virtual-hosted one)
+  // for /health is S3 for the bucket 'health'.
+  app.route({ method: ['GET', 'HEAD'], url: '/health', exposeHeadRoute: false, handler: (req, reply) => (isSigned(req) || virtualHosted(req) ? handle(req, reply) : reply.send({ status: 'ok' })) });
+  registerAdmin(app, { config, engine, keys, metrics, virtualHosted, s3: handle });
 
   app.setErrorHandler((err, req, reply) => sendError(reply, toS3Error(err, req), req.url, req.id));
   app.setNotFoundHandler((req, reply) => sendError(reply, new S3Error('NotImplemented'), req.url, req.id));
