@@ -67,8 +67,10 @@ export function requestFacts(req: FastifyRequest, reply: FastifyReply): RequestF
     operation: note?.operation ?? (req.url.startsWith('/_/') || req.url === '/health' ? 'Admin' : 'Unknown'),
     status: reply.statusCode,
     accessKeyId: note?.accessKeyId,
-    // Byte counters of the connection: one request at a time uses it.
-    bytesIn: Math.max(0, (s?.bytesRead ?? 0) - (note?.readAtStart ?? 0)),
+    // A body read to its end counts as announced (a small body arrives with
+    // the headers, before onRequest); otherwise what the connection read
+    // since the headers (one request at a time uses it).
+    bytesIn: req.raw.complete && req.headers['content-length'] ? Number(req.headers['content-length']) || 0 : Math.max(0, (s?.bytesRead ?? 0) - (note?.readAtStart ?? 0)),
     bytesOut: Math.max(0, (s?.bytesWritten ?? 0) - (note?.writtenAtStart ?? 0)),
     ms: Math.round(reply.elapsedTime),
   };
