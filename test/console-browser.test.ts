@@ -5,7 +5,7 @@ import * as fsp from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { sdk } from './helpers/clients.js';
 import { startProxy, tempDir } from './helpers/proxy.js';
 
@@ -25,7 +25,7 @@ function missing(): string | false {
   return `${CHROMIUM} is not installed (apt-get install chromium)`;
 }
 
-async function launch(t: Tap.Test): Promise<Browser> {
+async function launch(t: Test): Promise<Browser> {
   const userDataDir = await tempDir(t, 'dgp-chromium-');
   const browser = await puppeteer.launch({
     executablePath: CHROMIUM,
