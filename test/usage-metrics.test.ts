@@ -7,6 +7,7 @@ import t from 'tap';
 import { build } from '../src/app.js';
 import { scanUsage } from '../src/engine/usage.js';
 import { sdk } from './helpers/clients.js';
+import { motoAvailable, startMoto } from './helpers/moto.js';
 import { BACKEND, startProxy, tempDir, type Proxy } from './helpers/proxy.js';
 
 // Per-bucket figures (src/engine/usage.ts) as Prometheus exports them, checked
@@ -182,4 +183,34 @@ t.test('several instances on one backend agree after a sync', async (t) => {
   const ma = await scrape(a.url);
   t.equal(ma.get('deltaglider_logical_bytes{bucket="shared"}'), 17);
   t.equal(ma.get('deltaglider_objects{bucket="shared"}'), 2);
+});
+
+t.test('two instances on one S3 backend: concurrent writes add up', { skip: await motoAvailable() }, async (t) => {
+  const moto = await startMoto(t);
+  const backend = await moto.backend('usage-shared', 'dgp/');
+  const a = await startProxy(t, { ...backend, metricsPublic: true });
+  const b = await startProxy(t, { ...backend, metricsPublic: true });
+  const ca = sdk(a.url);
+  const cb = sdk(b.url);
+  t.teardown(() => {
+    ca.destroy();
+    cb.destroy();
+  });
+  await ca.send(new CreateBucketCommand({ Bucket: 'both' }));
+  const base = randomBytes(100_000);
+  await Promise.all(
+    Array.from({ length: 8 }, (_, i) => (i % 2 ? cb : ca).send(new PutObjectCommand({ Bucket: 'both', Key: `v/app-${i}.zip`, Body: variant(base, i % 15) }))),
+  );
+  await cb.send(new DeleteObjectCommand({ Bucket: 'both', Key: 'v/app-3.zip' }));
+  await ca.send(new PutObjectCommand({ Bucket: 'both', Key: 'v/app-5.zip', Body: variant(base, 9) }));
+  // Both write their changes at once: the conditional writes serialise them.
+  await Promise.all([a.app.engine.usage.sync(), b.app.engine.usage.sync()]);
+  await Promise.all([a.app.engine.usage.sync(), b.app.engine.usage.sync()]);
+  const truth = await scanUsage(a.app.engine.backend, 'both');
+  for (const [name, p] of [['a', a], ['b', b]] as const) {
+    const m = await scrape(p.url);
+    t.equal(m.get('deltaglider_objects{bucket="both"}'), 7, `${name}: objects`);
+    t.equal(m.get('deltaglider_logical_bytes{bucket="both"}'), truth.logical_bytes, `${name}: logical bytes = a scan`);
+    t.equal(m.get('deltaglider_stored_bytes{bucket="both"}'), truth.stored_bytes, `${name}: stored bytes = a scan`);
+  }
 });

@@ -48,10 +48,11 @@ export class References {
   async ensure(bucket: string, space: string, body: Spooled, key: string): Promise<{ ref: ReferenceVersion; created: boolean }> {
     const existing = await this.read(bucket, space);
     if (existing) return { ref: existing, created: false };
-    return { ref: await this.seed(bucket, space, body, key), created: true };
+    return this.seed(bucket, space, body, key);
   }
 
-  private async seed(bucket: string, space: string, body: Spooled, key: string): Promise<ReferenceVersion> {
+  /** `created`: this call wrote the reference's bytes (a concurrent first upload may have won). */
+  private async seed(bucket: string, space: string, body: Spooled, key: string): Promise<{ ref: ReferenceVersion; created: boolean }> {
     const blob = referenceBlob(space);
     const meta: ReferenceMeta = {
       format: 1,
@@ -71,20 +72,20 @@ export class References {
       // Another writer created it first: wait for its sidecar.
       for (let i = 0; i < 40; i++) {
         const m = await this.read(bucket, space);
-        if (m) return m;
+        if (m) return { ref: m, created: false };
         await sleep(50);
       }
       // Data without sidecar: a writer died between the two. The reference
       // bytes are immutable, so its sidecar can be rebuilt from them.
-      return this.rebuild(bucket, space);
+      return { ref: await this.rebuild(bucket, space), created: false };
     }
     const etag = await this.writeMeta(bucket, space, meta, { ifNoneMatch: true }).catch(async (err) => {
       if (!(err instanceof AlreadyExistsError)) throw err;
       return null;
     });
     await this.cache.adopt(bucket, blob, meta.sha256, meta.size, body.path).catch(() => {});
-    if (etag === null) return (await this.read(bucket, space)) ?? this.rebuild(bucket, space);
-    return { ...meta, etag };
+    if (etag === null) return { ref: (await this.read(bucket, space)) ?? (await this.rebuild(bucket, space)), created: true };
+    return { ref: { ...meta, etag }, created: true };
   }
 
   private writeMeta(bucket: string, space: string, meta: ReferenceMeta | ReferenceVersion, opts: { ifNoneMatch?: boolean; ifMatch?: string } = {}): Promise<string> {
