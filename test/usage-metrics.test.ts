@@ -214,3 +214,39 @@ t.test('two instances on one S3 backend: concurrent writes add up', { skip: awai
     t.equal(m.get('deltaglider_stored_bytes{bucket="both"}'), truth.stored_bytes, `${name}: stored bytes = a scan`);
   }
 });
+
+t.test('a bucket without a record is counted in the background; a deleted bucket is forgotten', { skip: BACKEND === 's3' ? 'reads the filesystem data dir' : false }, async (t) => {
+  const p = await startProxy(t, { metricsPublic: true });
+  const s3 = sdk(p.url);
+  t.teardown(() => s3.destroy());
+  await s3.send(new CreateBucketCommand({ Bucket: 'older' }));
+  const base = randomBytes(80_000);
+  for (let i = 0; i < 3; i++) await s3.send(new PutObjectCommand({ Bucket: 'older', Key: `r/v${i}.zip`, Body: variant(base, i) }));
+  await p.app.close();
+  // As if written by a release without usage figures.
+  await fsp.rm(path.join(p.dataDir, '.usage'), { recursive: true, force: true });
+  const again = await build({ ...p.config });
+  await again.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => again.close());
+  const url = `http://127.0.0.1:${(again.server.address() as { port: number }).port}`;
+  const disk = await onDisk(p.dataDir, 'older');
+  let m = await scrape(url);
+  for (let i = 0; i < 100 && m.get('deltaglider_objects{bucket="older"}') !== 3; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    m = await scrape(url);
+  }
+  t.equal(m.get('deltaglider_objects{bucket="older"}'), 3, 'counted by the background scan');
+  t.equal(m.get('deltaglider_stored_bytes{bucket="older"}'), disk.stored);
+  const rec = JSON.parse(await fsp.readFile(path.join(p.dataDir, '.usage', 'older.json'), 'utf8')) as { reconciled?: string; objects: number };
+  t.equal(rec.objects, 3, 'and recorded');
+  t.ok(rec.reconciled, 'with the time of the count');
+
+  const s3b = sdk(url);
+  t.teardown(() => s3b.destroy());
+  for (let i = 0; i < 3; i++) await s3b.send(new DeleteObjectCommand({ Bucket: 'older', Key: `r/v${i}.zip` }));
+  const { DeleteBucketCommand } = await import('@aws-sdk/client-s3');
+  await s3b.send(new DeleteBucketCommand({ Bucket: 'older' }));
+  t.notOk((await scrape(url)).has('deltaglider_objects{bucket="older"}'), 'a deleted bucket leaves the metrics');
+  await s3b.send(new CreateBucketCommand({ Bucket: 'older' }));
+  t.equal((await scrape(url)).get('deltaglider_objects{bucket="older"}'), 0, 'and comes back empty');
+});

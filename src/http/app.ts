@@ -9,7 +9,7 @@ import { sendError, toS3Error } from './errors.js';
 import { authenticate, authorize, KeyStore } from './auth/authenticate.js';
 import { ROUTES } from './routes.js';
 import { Router, type Level } from './router.js';
-import { isSigned, registerAdmin } from './admin/index.js';
+import { ADMIN, isSigned, registerAdmin } from './admin/index.js';
 import { Metrics } from './admin/metrics.js';
 import { logRequest, loggerOptions, noteRequest, requestFacts, startRequest } from './request-log.js';
 
@@ -116,7 +116,7 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
   app.addHook('onResponse', async (req, reply) => {
     const facts = requestFacts(req, reply);
     // The proxy's own endpoints (probes, scrapes, console polls) stay out of the S3 figures.
-    if (facts.operation === 'Admin') return void req.log.debug?.({ method: req.method, url: req.url.split('?')[0], status: reply.statusCode }, 'admin request');
+    if (facts.operation === ADMIN) return void req.log.debug?.({ method: req.method, url: req.url.split('?')[0], status: reply.statusCode }, 'admin request');
     metrics.observe(facts);
     logRequest(req, facts);
   });
@@ -128,6 +128,7 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
       const t = parseTarget(rawUrl, req.headers.host, config.virtualHostDomains);
       resource = t.resource;
       const principal = authenticate(req.raw, rawUrl.replace(/^https?:\/\/[^/]*/i, ''), keyStore);
+      noteRequest(req, { accessKeyId: principal.key?.accessKeyId });
       const ac = new AbortController();
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) ac.abort();
@@ -135,7 +136,7 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
       const ctx: Ctx = { req, reply, engine, config, bucket: t.bucket, key: t.key, query: t.query, requestId: req.id, signal: ac.signal, resource, principal };
       const level: Level = t.bucket === '' ? 'service' : t.key === undefined ? 'bucket' : 'object';
       const route = router.resolve(ctx, level);
-      noteRequest(req, { operation: route.name, accessKeyId: principal.key?.accessKeyId });
+      noteRequest(req, { operation: route.name });
       authorize(principal, t.bucket, req.method !== 'GET' && req.method !== 'HEAD');
       await route.handler(ctx);
       return reply;
@@ -151,7 +152,11 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
   const virtualHosted = (req: FastifyRequest) => parseTarget('/', req.headers.host, config.virtualHostDomains).bucket !== '';
   // Kept for unsigned probes; a signed request (or a virtual-hosted one)
   // for /health is S3 for the bucket 'health'.
-  app.route({ method: ['GET', 'HEAD'], url: '/health', exposeHeadRoute: false, handler: (req, reply) => (isSigned(req) || virtualHosted(req) ? handle(req, reply) : reply.send({ status: 'ok' })) });
+  app.route({ method: ['GET', 'HEAD'], url: '/health', exposeHeadRoute: false, handler: (req, reply) => {
+    if (isSigned(req) || virtualHosted(req)) return handle(req, reply);
+    noteRequest(req, { operation: ADMIN });
+    return reply.send({ status: 'ok' });
+  } });
   registerAdmin(app, { config, engine, keys, metrics, virtualHosted, s3: handle });
 
   app.setErrorHandler((err, req, reply) => sendError(reply, toS3Error(err, req), req.url, req.id));

@@ -64,7 +64,7 @@ export function requestFacts(req: FastifyRequest, reply: FastifyReply): RequestF
     return v === undefined ? undefined : String(v);
   };
   const facts: RequestFacts = {
-    operation: note?.operation ?? (req.url.startsWith('/_/') || req.url === '/health' ? 'Admin' : 'Unknown'),
+    operation: note?.operation ?? 'Unknown',
     status: reply.statusCode,
     accessKeyId: note?.accessKeyId,
     // A body read to its end counts as announced (a small body arrives with

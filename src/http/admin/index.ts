@@ -9,6 +9,10 @@ import { ConsoleApi } from './console-api.js';
 import { HealthChecks } from './health.js';
 import { refuseMetrics, serveMetrics, type Metrics } from './metrics.js';
 import { Sessions } from './sessions.js';
+import { noteRequest } from '../request-log.js';
+
+/** The operation name of the proxy's own endpoints in logs (kept out of the S3 metrics). */
+export const ADMIN = 'Admin';
 
 // The proxy's own endpoints, under /_/ (no bucket can be named '_'):
 //   /_/health   open: the process is alive
@@ -74,6 +78,7 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): void {
 
   const handler = async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
     if (deps.virtualHosted(req)) return deps.s3(req, reply);
+    noteRequest(req, { operation: ADMIN });
     const p = (req.raw.url ?? '/').split('?')[0];
     const get = req.method === 'GET' || req.method === 'HEAD';
     if (p === '/_/health' && get) return health.health(reply);
@@ -98,7 +103,11 @@ export function registerAdmin(app: FastifyInstance, deps: AdminDeps): void {
     method: [...methods],
     url: '/_',
     exposeHeadRoute: false,
-    handler: (req, reply) => (deps.virtualHosted(req) ? deps.s3(req, reply) : reply.redirect('/_/')),
+    handler: (req, reply) => {
+      if (deps.virtualHosted(req)) return deps.s3(req, reply);
+      noteRequest(req, { operation: ADMIN });
+      return reply.redirect('/_/');
+    },
   });
 }
 
