@@ -18,7 +18,8 @@ import { SidecarCache } from './sidecar-cache.js';
 import type { ListingSnapshot } from './list.js';
 import { LRUCache } from 'lru-cache';
 import type { EngineOptions, PreEncode, PutInput } from './types.js';
-import { objectUsage, referenceUsage, UsageTracker, versionsUsage } from './usage.js';
+import { objectUsage, referenceUsage, versionsUsage } from './usage.js';
+import { UsageTracker } from './usage-tracker.js';
 
 export type { EngineOptions, ObjectAttributes, PreEncode, PutInput } from './types.js';
 
