@@ -124,3 +124,18 @@ t.test('log lines: no query values, readable form', async (t) => {
   const line = prettyLine(JSON.stringify({ level: 30, time: Date.parse('2026-11-22T05:00:00.123Z'), reqId: 'R1', msg: 'request', method: 'PUT', url: '/b/k.zip', op: 'PutObject', status: 403, code: 'AccessDenied', reason: 'Access Denied: this key is read-only', accessKeyId: 'viewer', in: 0, out: 243, ms: 3 }));
   t.equal(line, '05:00:00.123 INFO  PUT /b/k.zip 403 PutObject 3ms code=AccessDenied reason="Access Denied: this key is read-only" accessKeyId=viewer in=0 out=243 req=R1\n');
 });
+
+t.test('codec figures come from the codec pool statistics when the codec has them', async (t) => {
+  const p = await startProxy(t, { metricsPublic: true });
+  const before = await (await get(`${p.url}/_/metrics`)).text();
+  t.match(before, /^deltaglider_codec_queue_length 0$/m, '0 without statistics');
+  // The shape of Codec#stats from the codec pool (running, queued, runs, totalMs...).
+  Object.defineProperty(p.app.engine.codec, 'stats', { get: () => ({ running: 2, queued: 3, memoryBytes: 1 << 26, runs: 7, totalMs: 1500, refused: 1, spoolBytes: 0 }) });
+  const text = await (await get(`${p.url}/_/metrics`)).text();
+  t.match(text, /^deltaglider_codec_running 2$/m);
+  t.match(text, /^deltaglider_codec_queue_length 3$/m);
+  t.match(text, /^deltaglider_codec_runs_total 7$/m);
+  t.match(text, /^deltaglider_codec_seconds_total 1.5$/m);
+  t.match(text, /^deltaglider_codec_refused_total 1$/m);
+  t.match(text, /^deltaglider_codec_memory_bytes 67108864$/m);
+});

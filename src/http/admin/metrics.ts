@@ -11,8 +11,7 @@ import type { RequestFacts } from '../request-log.js';
 
 /**
  * HOOK for the codec pool's read-only statistics (`codec.stats`, from the
- * resource-limits work). Until a codec has it, codec figures read as absent
- * and only what the HTTP layer sees is exported.
+ * resource-limits work). Until a codec has it, the codec figures read 0.
  */
 export interface CodecPoolStats {
   running: number;
