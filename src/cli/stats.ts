@@ -91,9 +91,17 @@ export async function runStats(argv: string[], out: (s: string) => void = (s) =>
         lines.push([`  ${r.deltaspace === '' ? '(top)' : `${r.deltaspace}/`}`, String(r.objects), String(r.deltas), String(r.direct), human(r.logical_bytes), human(r.stored_bytes), human(r.reference_bytes), pct(r.saving)]);
       }
     }
+    if (perBucket.length === 0) {
+      out('no buckets\n');
+      return 0;
+    }
     if (perBucket.length > 1) lines.push(['total', String(objects), '', '', human(logical), human(stored), '', pct(saving(logical, stored))]);
     out(table(lines));
     return 0;
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    process.stderr.write(`deltaglider-proxy stats: cannot read the backend: ${(err as Error).message}\n`);
+    return 1;
   } finally {
     await backend.close();
   }
