@@ -47,6 +47,11 @@ export interface Config {
   authKeys: KeyGrant[];
   /** [auth] anonymous: unsigned requests are refused unless this says otherwise. */
   anonymous: AnonymousAccess;
+  /** Sidecar format written: 2, or 1 while instances of the first release share the backend. */
+  storageFormat: number;
+  blobGraceSeconds: number;
+  gcOrphanAgeMinutes: number;
+  gcSweepHours: number;
 }
 
 /**
@@ -140,6 +145,10 @@ export const SETTINGS = [
   { ...setting('s3AccessKeyId', 'backend.s3_access_key_id', str, ''), env: 'DELTAGLIDER_PROXY_S3_ACCESS_KEY_ID' },
   { ...setting('s3SecretAccessKey', 'backend.s3_secret_access_key', str, ''), env: 'DELTAGLIDER_PROXY_S3_SECRET_ACCESS_KEY' },
   { ...setting('anonymous', 'auth.anonymous', oneOf('none', 'read-only', 'read-write') as Parser<AnonymousAccess>, 'none'), env: 'DELTAGLIDER_PROXY_AUTH_ANONYMOUS' },
+  setting('storageFormat', 'storage_format', num(1, 2, true), 2),
+  setting('blobGraceSeconds', 'blob_grace_seconds', num(0, 86400), 60),
+  setting('gcOrphanAgeMinutes', 'gc_orphan_age_minutes', num(1, 7 * 24 * 60), 60),
+  setting('gcSweepHours', 'gc_sweep_hours', num(0, 24 * 365), 24),
 ] as const;
 
 /** Parses the [[auth.keys]] array of tables. */
@@ -194,6 +203,9 @@ const FLAGS: Record<string, keyof Config | 'config'> = {
 export const HELP = `deltaglider-proxy: an S3-compatible server that stores versioned artifacts as xdelta3 deltas
 
 Usage: deltaglider-proxy [options]
+       deltaglider-proxy scrub [s3://bucket[/prefix]] [--json] [options]
+         reads every object and reference back and checks it against its
+         digests (no running server needed; exit code 1 when damage is found)
 
 Options:
   -l, --listen HOST:PORT   listen address (DELTAGLIDER_PROXY_LISTEN_ADDR, default 127.0.0.1:9000)

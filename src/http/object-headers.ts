@@ -52,7 +52,7 @@ export function setObjectHeaders(ctx: Ctx, meta: ObjectMeta, withChecksums: bool
 }
 
 /** How the proxy stored the object (docs/s3-compatibility.md, "Extra headers"). */
-export function setStorageHeaders(ctx: Ctx, meta: ObjectMeta): void {
+export function setStorageHeaders(ctx: Ctx, meta: Pick<ObjectMeta, 'kind' | 'stored_size'>): void {
   ctx.reply.header('x-deltaglider-stored-as', meta.kind);
   ctx.reply.header('x-deltaglider-stored-size', String(meta.stored_size));
 }

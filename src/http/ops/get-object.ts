@@ -11,10 +11,19 @@ import { RESPONSE_OVERRIDES, checkConditions, checkVersionId, parseRange, setObj
  */
 export async function getObject(ctx: Ctx): Promise<void> {
   checkVersionId(ctx);
-  const meta = await ctx.engine.headObject(ctx.bucket, ctx.key!);
-  checkConditions(ctx, meta);
   const partNumber = ctx.query.get('partNumber');
-  const range = partNumber !== null ? partRange(meta, Multipart.checkPartNumber(partNumber)) : parseRange(header(ctx, 'range'), meta.size);
+  // The engine resolves the key once and streams exactly that version; the
+  // check runs on it (again, should the version change before the first byte).
+  const { meta, range, body } = await ctx.engine.getObject(
+    ctx.bucket,
+    ctx.key!,
+    (m) => {
+      checkConditions(ctx, m);
+      return partNumber !== null ? partRange(m, Multipart.checkPartNumber(partNumber)) : parseRange(header(ctx, 'range'), m.size);
+    },
+    ctx.signal,
+    ctx.req.method !== 'HEAD',
+  );
   const whole = !range;
   setObjectHeaders(ctx, meta, whole && header(ctx, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED');
   for (const [param, name] of Object.entries(RESPONSE_OVERRIDES)) {
@@ -28,11 +37,10 @@ export async function getObject(ctx: Ctx): Promise<void> {
   } else {
     ctx.reply.header('content-length', String(meta.size));
   }
-  if (ctx.req.method === 'HEAD') {
+  if (!body) {
     ctx.reply.send();
     return;
   }
-  const body = await ctx.engine.openObject(ctx.bucket, meta, range, ctx.signal);
   body.on('error', (err) => ctx.req.log.error({ err, bucket: ctx.bucket, key: ctx.key }, 'download aborted'));
   ctx.reply.send(body);
 }
