@@ -37,12 +37,20 @@ function isCode(err: unknown, ...codes: string[]): boolean {
  * them, named by ./names.ts. Writes go to a temp file in the target directory,
  * are fsynced, then renamed (or linked, for create-only writes) into place.
  */
+export interface FilesystemOptions {
+  /** Called after each fsync, file or directory (tests check the order of durability). */
+  onSync?: (path: string, what: 'file' | 'dir') => void;
+}
+
 export class FilesystemBackend implements Backend {
   readonly kind = 'filesystem' as const;
   readonly shared = false;
   readonly root: string;
 
-  constructor(root: string) {
+  constructor(
+    root: string,
+    private readonly fsOpts: FilesystemOptions = {},
+  ) {
     this.root = path.resolve(root);
   }
 
@@ -126,6 +134,7 @@ export class FilesystemBackend implements Backend {
         let etag: string;
         try {
           await fh.sync();
+          this.fsOpts.onSync?.(final, 'file');
           etag = etagOf(await fh.stat({ bigint: true }));
         } finally {
           await fh.close();
@@ -159,6 +168,7 @@ export class FilesystemBackend implements Backend {
     const fh = await fsp.open(dir, 'r');
     try {
       await fh.sync();
+      this.fsOpts.onSync?.(dir, 'dir');
     } catch {
       // Some filesystems refuse fsync on directories; rename is still atomic.
     } finally {
