@@ -8,8 +8,7 @@ import ts from 'typescript';
  * type checking (npm test type-checks separately), into a directory inside
  * the repository so that node_modules resolve. Returns the output root.
  */
-export async function transpileSources(root = process.cwd()): Promise<string> {
-  const out = path.join(root, '.test-build', String(process.pid));
+export async function transpileSources(root = process.cwd(), out = path.join(root, '.test-build', String(process.pid))): Promise<string> {
   const walk = async (dir: string): Promise<void> => {
     for (const e of await fsp.readdir(path.join(root, dir), { withFileTypes: true })) {
       const rel = path.join(dir, e.name);
