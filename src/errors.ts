@@ -102,3 +102,11 @@ export class PreconditionError extends Error {
     this.name = 'PreconditionError';
   }
 }
+
+/** A bucket still holds live objects (backends raise it from deleteBucket). */
+export class NotEmptyError extends Error {
+  constructor(what: string) {
+    super(`not empty: ${what}`);
+    this.name = 'NotEmptyError';
+  }
+}

@@ -48,7 +48,7 @@ class Interleaving implements Backend {
   listBuckets = () => this.inner.listBuckets();
   headBucket = (b: string) => this.inner.headBucket(b);
   createBucket = (b: string) => this.inner.createBucket(b);
-  deleteBucket = (b: string) => this.inner.deleteBucket(b);
+  deleteBucket = (b: string, live?: (n: string) => boolean) => this.inner.deleteBucket(b, live);
   putFile = async (b: string, n: string, p: string, o?: PutOptions) => (await this.gate('putFile', n), this.inner.putFile(b, n, p, o));
   putBytes = async (b: string, n: string, body: Buffer, o?: PutOptions) => (await this.gate('putBytes', n), this.inner.putBytes(b, n, body, o));
   getStream: Backend['getStream'] = (b, n, o) => this.inner.getStream(b, n, o);
