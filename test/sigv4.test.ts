@@ -105,7 +105,9 @@ t.test('clock skew, unknown keys and malformed headers', async (t) => {
   req.headers.authorization = 'AWS4-HMAC-SHA256 Credential=x';
   t.throws(() => authenticate(req, '/x', keys, DOC_TIME), { code: 'AuthorizationHeaderMalformed' });
   req.headers.authorization = 'AWS AKID:sig';
-  t.throws(() => authenticate(req, '/x', keys, DOC_TIME), { code: 'InvalidRequest' });
+  t.throws(() => authenticate(req, '/x', keys, DOC_TIME), { code: 'InvalidAccessKeyId' }, 'SigV2 is verified');
+  const v4only = new KeyStore([{ accessKeyId: AKID, secretAccessKey: SECRET, readOnly: false }], 'none', false);
+  t.throws(() => authenticate(req, '/x', v4only, DOC_TIME), { code: 'InvalidRequest' }, 'auth.sigv2 = false refuses SigV2');
   const unsigned = { method: 'GET', headers: {}, rawHeaders: [] } as unknown as IncomingMessage;
   t.throws(() => authenticate(unsigned, '/x', keys, DOC_TIME), { code: 'AccessDenied' });
   t.equal(authenticate(unsigned, '/x', new KeyStore([], 'read-only'), DOC_TIME).readOnly, true);

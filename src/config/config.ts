@@ -47,6 +47,8 @@ export interface Config {
   authKeys: KeyGrant[];
   /** [auth] anonymous: unsigned requests are refused unless this says otherwise. */
   anonymous: AnonymousAccess;
+  /** [auth] sigv2: accept AWS Signature Version 2 (HMAC-SHA1) from legacy clients. */
+  authSigv2: boolean;
 }
 
 /**
@@ -140,6 +142,7 @@ export const SETTINGS = [
   { ...setting('s3AccessKeyId', 'backend.s3_access_key_id', str, ''), env: 'DELTAGLIDER_PROXY_S3_ACCESS_KEY_ID' },
   { ...setting('s3SecretAccessKey', 'backend.s3_secret_access_key', str, ''), env: 'DELTAGLIDER_PROXY_S3_SECRET_ACCESS_KEY' },
   { ...setting('anonymous', 'auth.anonymous', oneOf('none', 'read-only', 'read-write') as Parser<AnonymousAccess>, 'none'), env: 'DELTAGLIDER_PROXY_AUTH_ANONYMOUS' },
+  { ...setting('authSigv2', 'auth.sigv2', bool, true), env: 'DELTAGLIDER_PROXY_AUTH_SIGV2' },
 ] as const;
 
 /** Parses the [[auth.keys]] array of tables. */
@@ -244,7 +247,7 @@ export function loadConfig(src: Sources = {}): CliAction {
   }
   const known = new Set<string>(SETTINGS.map((s) => s.toml));
   const tables: Record<string, string[]> = {
-    auth: ['keys', 'anonymous'],
+    auth: ['keys', 'anonymous', 'sigv2'],
     backend: ['s3_bucket', 's3_endpoint', 's3_region', 's3_force_path_style', 's3_prefix', 's3_access_key_id', 's3_secret_access_key'],
   };
   for (const [k, v] of Object.entries(table)) {
