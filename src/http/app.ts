@@ -104,7 +104,7 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
   const { keys, development } = effectiveKeys(config);
   const keyStore = new KeyStore(keys, config.anonymous, config.authSigv2);
   // The key that signed each request, for its log line.
-  const signer = new WeakMap<FastifyRequest, string>();
+  const signer = new WeakMap<FastifyRequest, { accessKeyId?: string; auth: string }>();
   if (development) app.log.warn(`no key pair configured: clients sign with the public development pair (access key ${DEV_ACCESS_KEY_ID}, docs/configuration.md); do not expose this port`);
   if (config.anonymous !== 'none') app.log.warn(`anonymous access is enabled (${config.anonymous})`);
 
@@ -114,7 +114,7 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
     reply.header('server', 'DeltaGliderProxy');
   });
   app.addHook('onResponse', async (req, reply) => {
-    req.log.info({ method: req.method, url: logSafeUrl(req.url), accessKeyId: signer.get(req), status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+    req.log.info({ method: req.method, url: logSafeUrl(req.url), ...signer.get(req), status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
   });
 
   app.get('/health', async (_req, reply) => reply.send({ status: 'ok' }));
@@ -126,7 +126,7 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
       const t = parseTarget(rawUrl, req.headers.host, config.virtualHostDomains);
       resource = t.resource;
       const principal = authenticate(req.raw, rawUrl.replace(/^https?:\/\/[^/]*/i, ''), keyStore, Date.now(), { virtualBucket: t.virtual ? t.bucket : undefined });
-      if (principal.accessKeyId) signer.set(req, principal.accessKeyId);
+      signer.set(req, { accessKeyId: principal.accessKeyId, auth: principal.auth });
       const ac = new AbortController();
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) ac.abort();

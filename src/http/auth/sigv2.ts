@@ -97,9 +97,12 @@ export function stringsToSign(r: V2Request, dateLine: string[]): string[] {
   const head = `${r.method}\n${one(r.headers, 'content-md5')}\n${one(r.headers, 'content-type')}\n`;
   const amz = canonicalAmzHeaders(r.rawHeaders);
   const sub = subresources(r.rawQuery);
-  const paths = [...new Set([r.rawPath, safeDecode(r.rawPath)])];
+  const paths = [r.rawPath, safeDecode(r.rawPath)];
+  // A bucket's resource is "/bucket/" (botocore signs it so for "/bucket").
+  if (r.bucketPrefix === '' && /^\/[^/]+$/.test(r.rawPath)) paths.push(`${r.rawPath}/`);
+  if (r.bucketPrefix !== '' && r.rawPath === '') paths.push('/');
   const out: string[] = [];
-  for (const d of dateLine) for (const p of paths) out.push(`${head}${d}\n${amz}${r.bucketPrefix}${p}${sub}`);
+  for (const d of dateLine) for (const p of new Set(paths)) out.push(`${head}${d}\n${amz}${r.bucketPrefix}${p}${sub}`);
   return [...new Set(out)];
 }
 
