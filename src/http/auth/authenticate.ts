@@ -255,9 +255,14 @@ function authenticateV4(req: IncomingMessage, mode: AuthMode, authz: string | un
   if (p.presigned && payloadHash !== 'UNSIGNED-PAYLOAD' && !isHex256(payloadHash)) payloadMode(payloadHash, false);
   const cq = canonicalQuery(rawQuery, p.presigned ? 'X-Amz-Signature' : undefined);
   const signedList = p.signedHeaders.join(';');
+  // On a URL the X-Amz-Content-Sha256 parameter is signed as part of the
+  // query; signers put it on the payload line too (Go SDK) or keep
+  // UNSIGNED-PAYLOAD there (botocore, aws4): either is accepted, and a digest
+  // in it is verified against the body.
+  const payloadLines = p.presigned && payloadHash !== 'UNSIGNED-PAYLOAD' ? [payloadHash, 'UNSIGNED-PAYLOAD'] : [payloadHash];
   let matched = false;
-  for (const uri of canonicalUris(rawPath)) {
-    const creq = canonicalRequest(req.method ?? 'GET', uri, cq, headers, signedList, payloadHash);
+  for (const [uri, line] of canonicalUris(rawPath).flatMap((u) => payloadLines.map((l) => [u, l] as const))) {
+    const creq = canonicalRequest(req.method ?? 'GET', uri, cq, headers, signedList, line);
     // Header values hold the bytes sent (latin1): clients sign those bytes
     // (raw UTF-8 on the wire), or the UTF-8 of the text they sent as latin1.
     const forms: BufferEncoding[] = /[^\x00-\x7f]/.test(creq) ? ['latin1', 'utf8'] : ['latin1'];
