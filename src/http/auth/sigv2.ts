@@ -101,8 +101,15 @@ export function stringsToSign(r: V2Request, dateLine: string[]): string[] {
   // A bucket's resource is "/bucket/" (botocore signs it so for "/bucket").
   if (r.bucketPrefix === '' && /^\/[^/]+$/.test(r.rawPath)) paths.push(`${r.rawPath}/`);
   if (r.bucketPrefix !== '' && r.rawPath === '') paths.push('/');
+  const resources = [...new Set(paths)].map((p) => `${r.bucketPrefix}${p}${sub}`);
+  // botocore before 1.31 (Debian 12's python3-boto3) signs path-style
+  // requests with the query it serialised first left in the path
+  // ("/b?list-type=2", "/b/k?uploads?uploads"). The sub-resources still
+  // follow, so everything SigV2 must sign is still signed.
+  const parts = r.rawQuery.split('&').filter(Boolean).slice(0, 4);
+  for (let k = 1; k <= parts.length; k++) resources.push(`${r.bucketPrefix}${r.rawPath}?${parts.slice(0, k).join('&')}${sub}`);
   const out: string[] = [];
-  for (const d of dateLine) for (const p of new Set(paths)) out.push(`${head}${d}\n${amz}${r.bucketPrefix}${p}${sub}`);
+  for (const d of dateLine) for (const res of resources) out.push(`${head}${d}\n${amz}${res}`);
   return [...new Set(out)];
 }
 
