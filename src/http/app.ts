@@ -29,15 +29,10 @@ interface Target {
   virtual?: boolean;
 }
 
-/**
- * A path segment to text. Bytes above 0x7f sent raw in the request line reach
- * Node as latin1 characters: they are read as UTF-8, like their %XX forms. A
- * key that is not valid UTF-8 is InvalidURI, as AWS answers.
- */
+/** A path segment to text: a key that is not valid UTF-8 is InvalidURI, as AWS answers. */
 function decode(s: string): string {
-  const escaped = s.replace(/[\x80-\xff]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
   try {
-    return decodeURIComponent(escaped);
+    return decodeURIComponent(s);
   } catch {
     throw new S3Error('InvalidURI');
   }
