@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import t from 'tap';
-import { authenticate, KeyStore } from '../src/http/auth/authenticate.js';
+import { authenticate, KeyStore, unsignedAmzHeaders } from '../src/http/auth/authenticate.js';
 import { canonicalQuery, canonicalUris, uriEncode } from '../src/http/auth/sigv4.js';
 import { AwsChunkedDecoder } from '../src/http/chunked.js';
 
@@ -111,6 +111,12 @@ t.test('clock skew, unknown keys and malformed headers', async (t) => {
   const unsigned = { method: 'GET', headers: {}, rawHeaders: [] } as unknown as IncomingMessage;
   t.throws(() => authenticate(unsigned, '/x', keys, DOC_TIME), { code: 'AccessDenied' });
   t.equal(authenticate(unsigned, '/x', new KeyStore([], 'read-only'), DOC_TIME).readOnly, true);
+});
+
+t.test('headers a signature must cover', async (t) => {
+  const raw = ['Host', 'h', 'X-Amz-Meta-A', 'b', 'x-amz-content-sha256', 'c', 'X-Amz-Date', 'd', 'x-amzn-trace-id', 'e', 'User-Agent', 'f'];
+  t.same(unsignedAmzHeaders(raw, ['x-amz-date']), ['host', 'x-amz-meta-a'], 'host and x-amz-*, but not x-amz-content-sha256 (as AWS)');
+  t.same(unsignedAmzHeaders(raw, ['host', 'x-amz-date', 'x-amz-meta-a']), []);
 });
 
 t.test('canonical pieces', async (t) => {

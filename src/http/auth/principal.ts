@@ -90,7 +90,8 @@ export function unsignedAmzHeaders(rawHeaders: string[], signed: readonly string
   const out = new Set<string>();
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i].toLowerCase();
-    if (name.startsWith('x-amz-') && name !== 'x-amz-content-sha256' && !covered.has(name)) out.add(name);
+    // SigV4 also requires host to be signed (S3 answers the same way).
+    if ((name === 'host' || (name.startsWith('x-amz-') && name !== 'x-amz-content-sha256')) && !covered.has(name)) out.add(name);
   }
   return [...out];
 }

@@ -98,7 +98,6 @@ export function authenticateV4(req: IncomingMessage, mode: AuthMode, authz: stri
     throw new S3Error('RequestTimeTooSkewed', undefined, { fields: { RequestTime: p.amzDate, ServerTime: new Date(now).toISOString(), MaxAllowedSkewMilliseconds: String(MAX_SKEW_MS) } });
   }
 
-  if (!p.signedHeaders.includes('host')) throw malformed('The authorization header is malformed; the host header must be signed.');
   refuseUnsigned(req.rawHeaders, p.signedHeaders);
   const headers = canonicalHeaders(req.rawHeaders, p.signedHeaders);
   if (headers === null) throw new S3Error('AccessDenied', 'There were headers present in the request which were not signed, or a signed header is missing');
