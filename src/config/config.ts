@@ -52,6 +52,8 @@ export interface Config {
   blobGraceSeconds: number;
   gcOrphanAgeMinutes: number;
   gcSweepHours: number;
+  /** [auth] sigv2: accept AWS Signature Version 2 (HMAC-SHA1) from legacy clients. */
+  authSigv2: boolean;
 }
 
 /**
@@ -149,6 +151,7 @@ export const SETTINGS = [
   setting('blobGraceSeconds', 'blob_grace_seconds', num(0, 86400), 60),
   setting('gcOrphanAgeMinutes', 'gc_orphan_age_minutes', num(1, 7 * 24 * 60), 60),
   setting('gcSweepHours', 'gc_sweep_hours', num(0, 24 * 365), 24),
+  { ...setting('authSigv2', 'auth.sigv2', bool, true), env: 'DELTAGLIDER_PROXY_AUTH_SIGV2' },
 ] as const;
 
 /** Parses the [[auth.keys]] array of tables. */
@@ -256,7 +259,7 @@ export function loadConfig(src: Sources = {}): CliAction {
   }
   const known = new Set<string>(SETTINGS.map((s) => s.toml));
   const tables: Record<string, string[]> = {
-    auth: ['keys', 'anonymous'],
+    auth: ['keys', 'anonymous', 'sigv2'],
     backend: ['s3_bucket', 's3_endpoint', 's3_region', 's3_force_path_style', 's3_prefix', 's3_access_key_id', 's3_secret_access_key'],
   };
   for (const [k, v] of Object.entries(table)) {

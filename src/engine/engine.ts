@@ -99,11 +99,11 @@ export class Engine implements ObjectStore {
     return this.backend.listBuckets();
   }
 
-  async createBucket(bucket: string): Promise<void> {
+  async createBucket(bucket: string, opts: { location?: string } = {}): Promise<void> {
     checkBucketName(bucket);
     this.removed.delete(bucket);
     try {
-      await this.backend.createBucket(bucket);
+      await this.backend.createBucket(bucket, opts);
     } catch (err) {
       if (err instanceof AlreadyExistsError) throw new S3Error('BucketAlreadyOwnedByYou', undefined, { fields: { BucketName: bucket } });
       throw err;

@@ -7,6 +7,7 @@ import { S3Error } from '../errors.js';
 import type { Ctx } from './context.js';
 import { sendError, toS3Error } from './errors.js';
 import { authenticate, authorize, KeyStore } from './auth/authenticate.js';
+import { logSafeUrl } from './auth/redact.js';
 import { ROUTES } from './routes.js';
 import { Router, type Level } from './router.js';
 
@@ -24,8 +25,11 @@ interface Target {
   key?: string;
   query: URLSearchParams;
   resource: string;
+  /** Virtual-hosted style: the bucket came from the Host header. */
+  virtual?: boolean;
 }
 
+/** A path segment to text: a key that is not valid UTF-8 is InvalidURI, as AWS answers. */
 function decode(s: string): string {
   try {
     return decodeURIComponent(s);
@@ -50,7 +54,7 @@ export function parseTarget(rawUrl: string, host: string | undefined, domains: s
   if (domain) {
     const bucket = hostname.slice(0, -(domain.length + 1));
     const key = path.length > 1 ? decode(path.slice(1)) : undefined;
-    return { bucket, key, query, resource: `/${bucket}${key === undefined ? '' : `/${key}`}` };
+    return { bucket, key, query, resource: `/${bucket}${key === undefined ? '' : `/${key}`}`, virtual: true };
   }
   const rest = path.slice(1);
   const slash = rest.indexOf('/');
@@ -74,7 +78,7 @@ export function effectiveKeys(config: Config): { keys: KeyGrant[]; development: 
 /** The HTTP app; `makeEngine` receives the app's logger. */
 export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): FastifyInstance {
   const app = Fastify({
-    logger: { level: config.logLevel, redact: ['req.headers.authorization'] },
+    logger: { level: config.logLevel, redact: ['req.headers.authorization', 'req.headers["x-amz-security-token"]', 'req.url'] },
     // Fastify's two lines per request are replaced by one (onResponse below).
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => newRequestId(),
@@ -99,7 +103,9 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
 
   const router = new Router(ROUTES);
   const { keys, development } = effectiveKeys(config);
-  const keyStore = new KeyStore(keys, config.anonymous);
+  const keyStore = new KeyStore(keys, config.anonymous, config.authSigv2);
+  // The key that signed each request, for its log line.
+  const signer = new WeakMap<FastifyRequest, { accessKeyId?: string; auth: string }>();
   if (development) app.log.warn(`no key pair configured: clients sign with the public development pair (access key ${DEV_ACCESS_KEY_ID}, docs/configuration.md); do not expose this port`);
   if (config.anonymous !== 'none') app.log.warn(`anonymous access is enabled (${config.anonymous})`);
 
@@ -109,7 +115,7 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
     reply.header('server', 'DeltaGliderProxy');
   });
   app.addHook('onResponse', async (req, reply) => {
-    req.log.info({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+    req.log.info({ method: req.method, url: logSafeUrl(req.url), ...signer.get(req), status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
   });
 
   app.get('/health', async (_req, reply) => reply.send({ status: 'ok' }));
@@ -120,7 +126,8 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
       const rawUrl = req.raw.url ?? '/';
       const t = parseTarget(rawUrl, req.headers.host, config.virtualHostDomains);
       resource = t.resource;
-      const principal = authenticate(req.raw, rawUrl.replace(/^https?:\/\/[^/]*/i, ''), keyStore);
+      const principal = authenticate(req.raw, rawUrl.replace(/^https?:\/\/[^/]*/i, ''), keyStore, Date.now(), { virtualBucket: t.virtual ? t.bucket : undefined });
+      signer.set(req, { accessKeyId: principal.accessKeyId, auth: principal.auth });
       const ac = new AbortController();
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) ac.abort();

@@ -3,6 +3,7 @@ import type { ObjectMeta } from '../engine/meta.js';
 import type { ByteRange } from '../storage/backend.js';
 import { S3Error } from '../errors.js';
 import { header, type Ctx } from './context.js';
+import { metadataFromHeader, metadataToHeader } from './user-metadata.js';
 
 // Object headers in and out, conditional requests and ranges.
 
@@ -24,9 +25,10 @@ export function attributesFrom(ctx: Ctx): Omit<ObjectAttributes, 'checksums'> {
   for (const [name, value] of Object.entries(ctx.req.headers)) {
     if (!name.startsWith('x-amz-meta-') || value === undefined) continue;
     const k = name.slice('x-amz-meta-'.length);
-    const v = Array.isArray(value) ? value.join(',') : value;
+    const v = metadataFromHeader(Array.isArray(value) ? value.join(',') : value);
     userMetadata[k] = v;
-    size += k.length + v.length;
+    // The 2 KB are bytes of the UTF-8 of names and values.
+    size += Buffer.byteLength(k) + Buffer.byteLength(v);
   }
   if (size > MAX_USER_METADATA) throw new S3Error('MetadataTooLarge', undefined, { fields: { MaxSizeAllowed: String(MAX_USER_METADATA) } });
   return { contentType: header(ctx, 'content-type'), headers, userMetadata };
@@ -42,7 +44,7 @@ export function setObjectHeaders(ctx: Ctx, meta: ObjectMeta, withChecksums: bool
   r.header('content-type', meta.content_type);
   r.header('accept-ranges', 'bytes');
   for (const [k, v] of Object.entries(meta.headers)) r.header(k, v);
-  for (const [k, v] of Object.entries(meta.user_metadata)) r.header(`x-amz-meta-${k}`, v);
+  for (const [k, v] of Object.entries(meta.user_metadata)) r.header(`x-amz-meta-${k}`, metadataToHeader(v));
   if (meta.parts) r.header('x-amz-mp-parts-count', String(meta.parts));
   setStorageHeaders(ctx, meta);
   if (withChecksums) {

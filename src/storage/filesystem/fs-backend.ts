@@ -89,8 +89,8 @@ export class FilesystemBackend implements Backend {
   async headBucket(bucket: string): Promise<BucketInfo | null> {
     const dir = this.bucketDir(bucket);
     try {
-      const rec = JSON.parse(await fsp.readFile(path.join(dir, BUCKET_RECORD), 'utf8')) as { created: string };
-      return { name: bucket, created: new Date(rec.created) };
+      const rec = JSON.parse(await fsp.readFile(path.join(dir, BUCKET_RECORD), 'utf8')) as { created: string; location?: string };
+      return { name: bucket, created: new Date(rec.created), ...(rec.location ? { location: rec.location } : {}) };
     } catch (err) {
       if (!isCode(err, 'ENOENT', 'ENOTDIR') && !(err instanceof SyntaxError)) throw err;
     }
@@ -104,7 +104,7 @@ export class FilesystemBackend implements Backend {
     }
   }
 
-  async createBucket(bucket: string): Promise<void> {
+  async createBucket(bucket: string, opts: { location?: string } = {}): Promise<void> {
     const dir = this.bucketDir(bucket);
     try {
       await fsp.mkdir(dir);
@@ -112,7 +112,7 @@ export class FilesystemBackend implements Backend {
       if (isCode(err, 'EEXIST')) throw new AlreadyExistsError(bucket);
       throw err;
     }
-    await this.writeAtomic(dir, BUCKET_RECORD, JSON.stringify({ created: new Date().toISOString() }));
+    await this.writeAtomic(dir, BUCKET_RECORD, JSON.stringify({ created: new Date().toISOString(), ...(opts.location ? { location: opts.location } : {}) }));
   }
 
   async deleteBucket(bucket: string, live?: (name: string) => boolean): Promise<void> {

@@ -145,17 +145,21 @@ export class S3Backend implements Backend {
   async headBucket(bucket: string): Promise<BucketInfo | null> {
     try {
       const r = await this.client.send(new HeadObjectCommand({ Bucket: this.opts.bucket, Key: this.bucketRecord(bucket) }));
-      return { name: bucket, created: r.LastModified ?? new Date(0) };
+      const location = r.Metadata?.location;
+      return { name: bucket, created: r.LastModified ?? new Date(0), ...(location ? { location } : {}) };
     } catch (err) {
       if (isNotFound(err)) return null;
       throw this.translate(err, 'headBucket');
     }
   }
 
-  async createBucket(bucket: string): Promise<void> {
+  async createBucket(bucket: string, opts: { location?: string } = {}): Promise<void> {
+    // The location constraint also travels as object metadata, so that
+    // headBucket reads it without a GET.
+    const location: Record<string, string> = opts.location ? { location: opts.location } : {};
     try {
       await this.client.send(
-        new PutObjectCommand({ Bucket: this.opts.bucket, Key: this.bucketRecord(bucket), Body: JSON.stringify({ created: new Date().toISOString() }), IfNoneMatch: '*' }),
+        new PutObjectCommand({ Bucket: this.opts.bucket, Key: this.bucketRecord(bucket), Body: JSON.stringify({ created: new Date().toISOString(), ...location }), Metadata: location, IfNoneMatch: '*' }),
       );
     } catch (err) {
       if (status(err) === 412 || status(err) === 409) throw new AlreadyExistsError(bucket);
