@@ -2,7 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from './config/config.js';
-import { Engine } from './engine/engine.js';
+import { Engine, type EngineOptions } from './engine/engine.js';
 import { buildHttp } from './http/app.js';
 import * as fsp from 'node:fs/promises';
 import type { Logger } from './log.js';
@@ -42,7 +42,16 @@ export async function build(config: Config): Promise<FastifyInstance> {
   // tmp_dir may safely point at a shared directory such as /tmp.
   const ownTmp = !config.tmpDir && !!config.s3Bucket;
   const base = path.resolve(config.tmpDir || (ownTmp ? await fsp.mkdtemp(path.join(os.tmpdir(), 'deltaglider-proxy-')) : path.join(config.dataDir, '.deltaglider')));
-  const opts = {
+  const opts = engineOptions(config, base);
+  const app = buildHttp(config, (log) => new Engine(createBackend(config, log), opts, log));
+  if (ownTmp) app.addHook('onClose', () => fsp.rm(base, { recursive: true, force: true }));
+  await app.engine.init();
+  return app;
+}
+
+/** The engine's settings from the configuration; scratch dirs under `base`. */
+export function engineOptions(config: Config, base = os.tmpdir()): EngineOptions {
+  return {
     tmpDir: path.join(base, 'deltaglider-spool'),
     cacheDir: path.join(base, 'deltaglider-cache'),
     cacheBytes: config.cacheSizeMb * 1024 * 1024,
@@ -57,9 +66,9 @@ export async function build(config: Config): Promise<FastifyInstance> {
     toolVersion: `deltaglider-proxy/${VERSION}`,
     maxDeltaObjectSize: config.maxDeltaObjectSize,
     multipartMaxAgeMs: config.multipartMaxAgeHours * 3600_000,
+    writeFormat: config.storageFormat as 1 | 2,
+    blobGraceMs: config.blobGraceSeconds * 1000,
+    orphanAgeMs: config.gcOrphanAgeMinutes * 60_000,
+    sweepIntervalMs: config.gcSweepHours * 3600_000,
   };
-  const app = buildHttp(config, (log) => new Engine(createBackend(config, log), opts, log));
-  if (ownTmp) app.addHook('onClose', () => fsp.rm(base, { recursive: true, force: true }));
-  await app.engine.init();
-  return app;
 }

@@ -19,6 +19,7 @@ export const S3_ERRORS = {
   InvalidAccessKeyId: [403, 'The AWS access key Id you provided does not exist in our records.'],
   InvalidArgument: [400, 'Invalid Argument'],
   InvalidBucketName: [400, 'The specified bucket is not valid.'],
+  InvalidLocationConstraint: [400, 'The specified location-constraint is not valid.'],
   InvalidDigest: [400, 'The Content-MD5 or checksum you specified is not valid.'],
   InvalidPart: [400, 'One or more of the specified parts could not be found.'],
   InvalidPartOrder: [400, 'The list of parts was not in ascending order.'],
@@ -100,5 +101,13 @@ export class PreconditionError extends Error {
   constructor(what: string) {
     super(`precondition failed: ${what}`);
     this.name = 'PreconditionError';
+  }
+}
+
+/** A bucket still holds live objects (backends raise it from deleteBucket). */
+export class NotEmptyError extends Error {
+  constructor(what: string) {
+    super(`not empty: ${what}`);
+    this.name = 'NotEmptyError';
   }
 }

@@ -3,6 +3,7 @@ import { ConfigError, HELP, loadConfig } from './config/config.js';
 import { build } from './app.js';
 import { Codec } from './engine/codec.js';
 import { VERSION } from './version.js';
+import { runScrub } from './cli/scrub.js';
 import { runStats } from './cli/stats.js';
 
 const XDELTA_HELP = `xdelta3 is required. Install it with:
@@ -11,11 +12,26 @@ const XDELTA_HELP = `xdelta3 is required. Install it with:
   macOS:         brew install xdelta
 or point xdelta3_path (DELTAGLIDER_PROXY_XDELTA3_PATH) at the binary.`;
 
+/** Subcommands that read the backend without serving: `scrub` (stats joins it). */
+async function subcommand(name: string, args: string[]): Promise<number> {
+  const json = args.includes('--json');
+  const target = args.find((a) => a.startsWith('s3://'));
+  const rest = args.filter((a) => a !== '--json' && a !== target);
+  const action = loadConfig({ argv: rest, env: process.env });
+  if (action.action !== 'run') {
+    process.stdout.write(`Usage: deltaglider-proxy ${name} [s3://bucket[/prefix]] [--json] [options]\n`);
+    return 0;
+  }
+  return runScrub(action.config, target, json);
+}
+
 async function main(): Promise<number> {
   let action;
+  const argv = process.argv.slice(2);
   try {
-    if (process.argv[2] === 'stats') return await runStats(process.argv.slice(3));
-    action = loadConfig({ argv: process.argv.slice(2), env: process.env });
+    if (argv[0] === 'stats') return await runStats(argv.slice(1));
+    if (argv[0] === 'scrub') return await subcommand(argv[0], argv.slice(1));
+    action = loadConfig({ argv, env: process.env });
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`deltaglider-proxy: ${err.message}\n`);

@@ -59,6 +59,13 @@ export interface Config {
   consoleAllowHttp: boolean;
   /** [console] session_minutes: lifetime of a console session. */
   consoleSessionMinutes: number;
+  /** Sidecar format written: 2, or 1 while instances of the first release share the backend. */
+  storageFormat: number;
+  blobGraceSeconds: number;
+  gcOrphanAgeMinutes: number;
+  gcSweepHours: number;
+  /** [auth] sigv2: accept AWS Signature Version 2 (HMAC-SHA1) from legacy clients. */
+  authSigv2: boolean;
 }
 
 /**
@@ -158,6 +165,11 @@ export const SETTINGS = [
   { ...setting('consoleAllowHttp', 'console.allow_http', bool, false), env: 'DELTAGLIDER_PROXY_CONSOLE_ALLOW_HTTP' },
   { ...setting('consoleSessionMinutes', 'console.session_minutes', num(1, 7 * 24 * 60, true), 60), env: 'DELTAGLIDER_PROXY_CONSOLE_SESSION_MINUTES' },
   { ...setting('anonymous', 'auth.anonymous', oneOf('none', 'read-only', 'read-write') as Parser<AnonymousAccess>, 'none'), env: 'DELTAGLIDER_PROXY_AUTH_ANONYMOUS' },
+  setting('storageFormat', 'storage_format', num(1, 2, true), 2),
+  setting('blobGraceSeconds', 'blob_grace_seconds', num(0, 86400), 60),
+  setting('gcOrphanAgeMinutes', 'gc_orphan_age_minutes', num(1, 7 * 24 * 60), 60),
+  setting('gcSweepHours', 'gc_sweep_hours', num(0, 24 * 365), 24),
+  { ...setting('authSigv2', 'auth.sigv2', bool, true), env: 'DELTAGLIDER_PROXY_AUTH_SIGV2' },
 ] as const;
 
 /** Parses the [[auth.keys]] array of tables. */
@@ -213,6 +225,11 @@ export const HELP = `deltaglider-proxy: an S3-compatible server that stores vers
 
 Usage: deltaglider-proxy [options]
        deltaglider-proxy stats [s3://BUCKET[/PREFIX]] [--json] [options]
+          prints objects, logical and stored bytes and the saving per bucket
+          and deltaspace (no running server needed)
+       deltaglider-proxy scrub [s3://bucket[/prefix]] [--json] [options]
+         reads every object and reference back and checks it against its
+         digests (no running server needed; exit code 1 when damage is found)
 
 Options:
   -l, --listen HOST:PORT   listen address (DELTAGLIDER_PROXY_LISTEN_ADDR, default 127.0.0.1:9000)
@@ -263,7 +280,7 @@ export function loadConfig(src: Sources = {}): CliAction {
   }
   const known = new Set<string>(SETTINGS.map((s) => s.toml));
   const tables: Record<string, string[]> = {
-    auth: ['keys', 'anonymous'],
+    auth: ['keys', 'anonymous', 'sigv2'],
     metrics: ['token', 'public'],
     console: ['enabled', 'allow_http', 'session_minutes'],
     backend: ['s3_bucket', 's3_endpoint', 's3_region', 's3_force_path_style', 's3_prefix', 's3_access_key_id', 's3_secret_access_key'],

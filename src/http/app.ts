@@ -27,8 +27,11 @@ interface Target {
   key?: string;
   query: URLSearchParams;
   resource: string;
+  /** Virtual-hosted style: the bucket came from the Host header. */
+  virtual?: boolean;
 }
 
+/** A path segment to text: a key that is not valid UTF-8 is InvalidURI, as AWS answers. */
 function decode(s: string): string {
   try {
     return decodeURIComponent(s);
@@ -53,7 +56,7 @@ export function parseTarget(rawUrl: string, host: string | undefined, domains: s
   if (domain) {
     const bucket = hostname.slice(0, -(domain.length + 1));
     const key = path.length > 1 ? decode(path.slice(1)) : undefined;
-    return { bucket, key, query, resource: `/${bucket}${key === undefined ? '' : `/${key}`}` };
+    return { bucket, key, query, resource: `/${bucket}${key === undefined ? '' : `/${key}`}`, virtual: true };
   }
   const rest = path.slice(1);
   const slash = rest.indexOf('/');
@@ -102,7 +105,7 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
 
   const router = new Router(ROUTES);
   const { keys, development } = effectiveKeys(config);
-  const keyStore = new KeyStore(keys, config.anonymous);
+  const keyStore = new KeyStore(keys, config.anonymous, config.authSigv2);
   if (development) app.log.warn(`no key pair configured: clients sign with the public development pair (access key ${DEV_ACCESS_KEY_ID}, docs/configuration.md); do not expose this port`);
   if (config.anonymous !== 'none') app.log.warn(`anonymous access is enabled (${config.anonymous})`);
 
@@ -127,8 +130,8 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
       const rawUrl = req.raw.url ?? '/';
       const t = parseTarget(rawUrl, req.headers.host, config.virtualHostDomains);
       resource = t.resource;
-      const principal = authenticate(req.raw, rawUrl.replace(/^https?:\/\/[^/]*/i, ''), keyStore);
-      noteRequest(req, { accessKeyId: principal.key?.accessKeyId });
+      const principal = authenticate(req.raw, rawUrl.replace(/^https?:\/\/[^/]*/i, ''), keyStore, Date.now(), { virtualBucket: t.virtual ? t.bucket : undefined });
+      noteRequest(req, { accessKeyId: principal.accessKeyId, auth: principal.auth });
       const ac = new AbortController();
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) ac.abort();

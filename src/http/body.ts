@@ -35,13 +35,20 @@ function chunkDecoder(ctx: Ctx): AwsChunkedDecoder {
   return new AwsChunkedDecoder(verifier);
 }
 
-/** A hex x-amz-content-sha256 must be the body's SHA-256 (SigV4 signed payload). */
+/**
+ * Every payload hash the request declares (x-amz-content-sha256, or the
+ * signed X-Amz-Content-Sha256 of a presigned URL) must be the body's SHA-256.
+ */
 function checkContentSha(ctx: Ctx, sha256: string): void {
   const contentSha = header(ctx, 'x-amz-content-sha256');
-  if (contentSha && /^[0-9a-f]{64}$/i.test(contentSha) && contentSha.toLowerCase() !== sha256) {
-    throw new S3Error('XAmzContentSHA256Mismatch', undefined, {
-      fields: { ClientComputedContentSHA256: contentSha, S3ComputedContentSHA256: sha256 },
-    });
+  const declared = [...ctx.principal.payloadSha256];
+  if (contentSha && /^[0-9a-f]{64}$/i.test(contentSha)) declared.push(contentSha.toLowerCase());
+  for (const d of declared) {
+    if (d !== sha256) {
+      throw new S3Error('XAmzContentSHA256Mismatch', undefined, {
+        fields: { ClientComputedContentSHA256: d, S3ComputedContentSHA256: sha256 },
+      });
+    }
   }
 }
 

@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { S3Error } from '../errors.js';
+import { NotFoundError, S3Error } from '../errors.js';
+import { UnsupportedFormatError } from '../engine/meta.js';
 import { xmlDocument } from './xml.js';
 
 /** Maps anything thrown by a handler to the S3Error the client gets. */
@@ -8,6 +9,15 @@ export function toS3Error(err: unknown, req: FastifyRequest): S3Error {
   const e = err as { code?: string; name?: string; statusCode?: number };
   if (e?.name === 'AbortError' || e?.code === 'ABORT_ERR' || e?.code === 'ERR_STREAM_PREMATURE_CLOSE') {
     return new S3Error('IncompleteBody', undefined, { cause: err });
+  }
+  if (err instanceof UnsupportedFormatError) {
+    // Written by a newer release: refused, never guessed at (docs/operations.md, upgrades).
+    req.log.warn({ err }, 'object in a storage format this release cannot read');
+    return new S3Error('NotImplemented', `The object is stored as ${err.what}; upgrade the proxy to read it.`, { cause: err });
+  }
+  if (err instanceof NotFoundError) {
+    // A blob removed under a reader that could not resolve again (GET vs DELETE).
+    return new S3Error('NoSuchKey', undefined, { cause: err });
   }
   // Unknown failures: a generic message to the client, the cause to the log.
   req.log.error({ err }, 'internal error');

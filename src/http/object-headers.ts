@@ -3,6 +3,7 @@ import type { ObjectMeta } from '../engine/meta.js';
 import type { ByteRange } from '../storage/backend.js';
 import { S3Error } from '../errors.js';
 import { header, type Ctx } from './context.js';
+import { metadataFromHeader, metadataToHeader } from './user-metadata.js';
 
 // Object headers in and out, conditional requests and ranges.
 
@@ -24,9 +25,10 @@ export function attributesFrom(ctx: Ctx): Omit<ObjectAttributes, 'checksums'> {
   for (const [name, value] of Object.entries(ctx.req.headers)) {
     if (!name.startsWith('x-amz-meta-') || value === undefined) continue;
     const k = name.slice('x-amz-meta-'.length);
-    const v = Array.isArray(value) ? value.join(',') : value;
+    const v = metadataFromHeader(Array.isArray(value) ? value.join(',') : value);
     userMetadata[k] = v;
-    size += k.length + v.length;
+    // The 2 KB are bytes of the UTF-8 of names and values.
+    size += Buffer.byteLength(k) + Buffer.byteLength(v);
   }
   if (size > MAX_USER_METADATA) throw new S3Error('MetadataTooLarge', undefined, { fields: { MaxSizeAllowed: String(MAX_USER_METADATA) } });
   return { contentType: header(ctx, 'content-type'), headers, userMetadata };
@@ -42,7 +44,7 @@ export function setObjectHeaders(ctx: Ctx, meta: ObjectMeta, withChecksums: bool
   r.header('content-type', meta.content_type);
   r.header('accept-ranges', 'bytes');
   for (const [k, v] of Object.entries(meta.headers)) r.header(k, v);
-  for (const [k, v] of Object.entries(meta.user_metadata)) r.header(`x-amz-meta-${k}`, v);
+  for (const [k, v] of Object.entries(meta.user_metadata)) r.header(`x-amz-meta-${k}`, metadataToHeader(v));
   if (meta.parts) r.header('x-amz-mp-parts-count', String(meta.parts));
   setStorageHeaders(ctx, meta);
   if (withChecksums) {
@@ -52,11 +54,19 @@ export function setObjectHeaders(ctx: Ctx, meta: ObjectMeta, withChecksums: bool
 }
 
 /** How the proxy stored the object (docs/s3-compatibility.md, "Extra headers"). */
-export function setStorageHeaders(ctx: Ctx, meta: ObjectMeta): void {
+export function setStorageHeaders(ctx: Ctx, meta: Pick<ObjectMeta, 'kind' | 'stored_size'> & Partial<Pick<ObjectMeta, 'stored'>>): void {
   ctx.reply.header('x-deltaglider-stored-as', meta.kind);
-  // The upload that seeded its deltaspace's reference wrote the reference's
-  // bytes (its own), so its stored size counts them (docs/s3-compatibility.md).
-  ctx.reply.header('x-deltaglider-stored-size', String(meta.stored_size + (meta.seeded_reference ? meta.size : 0)));
+  ctx.reply.header('x-deltaglider-stored-size', String(storedSize(meta)));
+}
+
+/**
+ * The stored size an object reports: its first stored form's blob, plus the
+ * reference when the upload that wrote that delta also wrote the reference
+ * (its own bytes): what that write really cost (docs/s3-compatibility.md).
+ */
+export function storedSize(meta: Pick<ObjectMeta, 'stored_size'> & Partial<Pick<ObjectMeta, 'stored'>>): number {
+  const first = meta.stored?.[0] as { kind: string; reference?: { size: number; seeded?: boolean } } | undefined;
+  return meta.stored_size + (first?.kind === 'delta' && first.reference?.seeded ? first.reference.size : 0);
 }
 
 function etagMatches(list: string, etag: string): boolean {
