@@ -97,7 +97,7 @@ export class Metrics {
         },
       });
     perBucket('deltaglider_logical_bytes', 'Bytes of the objects as uploaded, per bucket', 'logical');
-    perBucket('deltaglider_stored_bytes', 'Bytes the backend holds for the bucket: data, deltas, references, sidecars', 'stored');
+    perBucket('deltaglider_stored_bytes', 'Bytes the bucket uses in the backend: data, deltas, references, sidecars (replaced blobs awaiting removal aside)', 'stored');
     perBucket('deltaglider_objects', 'Objects per bucket', 'objects');
   }
 
