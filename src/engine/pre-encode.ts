@@ -19,6 +19,11 @@ export async function prepareDelta(engine: Engine, refs: References, bucket: str
   if (!handle) return null;
   const out = tempPath(engine.opts.tmpDir, 'pre-delta');
   const enc = engine.codec.encodeStream(handle.path, handle.size, out);
+  // No codec slot free now: the upload is encoded after it arrives.
+  if (!enc) {
+    handle.release();
+    return null;
+  }
   let released = false;
   const release = () => {
     if (!released) handle.release();

@@ -1,10 +1,14 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { S3Error } from '../errors.js';
+import { BusyError, S3Error } from '../errors.js';
 import { xmlDocument } from './xml.js';
 
 /** Maps anything thrown by a handler to the S3Error the client gets. */
 export function toS3Error(err: unknown, req: FastifyRequest): S3Error {
   if (err instanceof S3Error) return err;
+  if (err instanceof BusyError) {
+    // S3 asks clients to back off with 503 SlowDown; every SDK retries it.
+    return new S3Error('SlowDown', undefined, { headers: { 'retry-after': String(err.retryAfterSeconds) }, cause: err });
+  }
   const e = err as { code?: string; name?: string; statusCode?: number };
   if (e?.name === 'AbortError' || e?.code === 'ABORT_ERR' || e?.code === 'ERR_STREAM_PREMATURE_CLOSE') {
     return new S3Error('IncompleteBody', undefined, { cause: err });
