@@ -27,7 +27,7 @@ export interface DataDirLock {
 
 function osProblem(dataDir: string, err: NodeJS.ErrnoException): StartupError {
   const what = err.code === 'EACCES' || err.code === 'EPERM' ? 'is not writable by this user' : err.code === 'EROFS' ? 'is on a read-only filesystem' : err.code === 'ENOTDIR' ? 'is not a directory' : `cannot be used (${err.code ?? err.message})`;
-  return new StartupError(`data_dir ${dataDir} ${what}: fix its permissions or choose another with --data-dir / DELTAGLIDER_PROXY_DATA_DIR`);
+  return new StartupError(`data_dir ${dataDir} ${what}: fix it or choose another with --data-dir / DELTAGLIDER_PROXY_DATA_DIR`);
 }
 
 /**
