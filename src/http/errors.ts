@@ -18,11 +18,16 @@ export function toS3Error(err: unknown, req: FastifyRequest): S3Error {
   return new S3Error('InternalError', undefined, { cause: err });
 }
 
+const KEPT_ON_ERROR = new Set(['x-amz-request-id', 'x-amz-id-2', 'server', 'connection']);
+
 /**
  * Sends an S3 error document (Code, Message, Resource, RequestId). HEAD has no
  * body, so the code also travels in x-amz-error-code / x-amz-error-message.
  */
 export function sendError(reply: FastifyReply, err: S3Error, resource: string, requestId: string): FastifyReply {
+  // Headers an operation set for the object it meant to send (length,
+  // encoding, ETag...) do not describe an error document.
+  for (const name of Object.keys(reply.getHeaders())) if (!KEPT_ON_ERROR.has(name)) reply.removeHeader(name);
   reply.code(err.status);
   for (const [k, v] of Object.entries(err.headers)) reply.header(k, v);
   reply.header('x-amz-error-code', err.code);
