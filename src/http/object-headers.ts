@@ -138,6 +138,25 @@ export const RESPONSE_OVERRIDES: Record<string, string> = {
 };
 
 /**
+ * The response-* overrides of a request, checked: a value that cannot be an
+ * HTTP header value (CR, LF and other control characters, or characters
+ * beyond Latin-1, RFC 9110 section 5.5) is 400 InvalidArgument, as S3
+ * answers, never a failure while the response is being written.
+ */
+export function responseOverrides(ctx: Ctx): [string, string][] {
+  const out: [string, string][] = [];
+  for (const [param, name] of Object.entries(RESPONSE_OVERRIDES)) {
+    const v = ctx.query.get(param);
+    if (v === null) continue;
+    if (/[^\t\x20-\x7e\x80-\xff]/.test(v)) {
+      throw new S3Error('InvalidArgument', `Header value cannot be represented using ISO-8859-1.`, { fields: { ArgumentName: param, ArgumentValue: v.replace(/[^\x20-\x7e]/g, '?') } });
+    }
+    out.push([name, v]);
+  }
+  return out;
+}
+
+/**
  * Buckets are never versioned here, so every object has the one version
  * "null" (GetObject reference, "versionId"); any other id is refused.
  */
