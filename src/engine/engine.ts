@@ -17,6 +17,7 @@ import { ReferenceCache } from './refcache.js';
 import { References } from './references.js';
 import { FileRouter } from './router.js';
 import { Collector } from './gc.js';
+import { UsageTracker } from './usage-tracker.js';
 import { spool, type SpoolOptions, type Spooled } from './spool.js';
 import type { EngineOptions, ObjectStore, PreEncode, PutInput } from './types.js';
 
@@ -35,6 +36,8 @@ export class Engine implements ObjectStore {
   readonly router: FileRouter;
   readonly multipart: Multipart;
   readonly gc: Collector;
+  /** Per-bucket usage figures (./usage-tracker.ts): told of every commit and delete. */
+  readonly usage: UsageTracker;
   private readonly cache: ReferenceCache;
   private readonly refs: References;
   private readonly objects: Objects;
@@ -57,7 +60,8 @@ export class Engine implements ObjectStore {
     this.cache = new ReferenceCache(opts.cacheDir, opts.cacheBytes, backend);
     this.gc = new Collector(backend, { graceMs: opts.blobGraceMs ?? 60_000, orphanAgeMs: opts.orphanAgeMs ?? 3600_000 }, log);
     this.refs = new References(backend, this.cache, opts.toolVersion, log, this.gc);
-    this.objects = new Objects({ backend, refs: this.refs, codec: this.codec, router: this.router, gc: this.gc, opts, log });
+    this.usage = new UsageTracker(backend, log);
+    this.objects = new Objects({ backend, refs: this.refs, codec: this.codec, router: this.router, gc: this.gc, opts, log, usage: (b, before, after) => this.usage.record(b, before, after) });
     this.gc.onDeltaRemoved = (bucket, space) => this.objects.collectReference(bucket, space);
     this.multipart = new Multipart(backend, this, log);
     this.lister = new Lister(backend, (b) => this.headBucket(b), (b, k) => this.findObject(b, k));
@@ -78,6 +82,7 @@ export class Engine implements ObjectStore {
     const sweepUploads = () => this.multipart.sweep(this.opts.multipartMaxAgeMs).catch((err) => this.log.warn({ err }, 'multipart sweep failed'));
     await sweepUploads();
     this.timers.push(setInterval(sweepUploads, Math.min(3600_000, this.opts.multipartMaxAgeMs)).unref());
+    await this.usage.start();
     // Crash leftovers: a background sweep soon after start-up, then periodically.
     const every = this.opts.sweepIntervalMs ?? 24 * 3600_000;
     if (every > 0) {
@@ -90,7 +95,13 @@ export class Engine implements ObjectStore {
     for (const t of this.timers) clearTimeout(t);
     this.gc.stop();
     this.cache.clear();
+    await this.usage.close();
     await this.backend.close();
+  }
+
+  /** Reference cache hits and misses since start (metrics). */
+  get referenceCacheStats(): { hits: number; misses: number } {
+    return { hits: this.cache.hits, misses: this.cache.misses };
   }
 
   // ---- buckets ----------------------------------------------------------
@@ -104,6 +115,7 @@ export class Engine implements ObjectStore {
     this.removed.delete(bucket);
     try {
       await this.backend.createBucket(bucket, opts);
+      this.usage.record(bucket, null, null); // a new bucket: known, at zero
     } catch (err) {
       if (err instanceof AlreadyExistsError) throw new S3Error('BucketAlreadyOwnedByYou', undefined, { fields: { BucketName: bucket } });
       throw err;
@@ -151,6 +163,7 @@ export class Engine implements ObjectStore {
       }
       this.buckets.delete(bucket);
       this.removed.add(bucket);
+      this.usage.forget(bucket);
     } finally {
       release();
     }

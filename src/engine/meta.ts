@@ -77,6 +77,18 @@ export interface ObjectMeta {
   kind: string;
   /** Bytes of the first stored form's blob. */
   stored_size: number;
+  /**
+   * The first form is a delta against a reference holding this very object's
+   * bytes: the upload that seeded the reference, whose stored cost includes
+   * it (x-deltaglider-stored-size, stats).
+   */
+  seeded_reference?: boolean;
+}
+
+/** Whether an object's first form is a delta against its own bytes (it seeded the reference). */
+export function seededReference(sha256: string, stored: StoredForm[]): boolean {
+  const f = stored[0] as { kind: string; reference?: { sha256?: string } };
+  return f?.kind === 'delta' && f.reference?.sha256 === sha256;
 }
 
 /** The format 2 reference record of a deltaspace (`reference.meta`). */
@@ -104,10 +116,11 @@ export class UnsupportedFormatError extends Error {
 
 export function encodeMeta(meta: ObjectMeta | ReferenceMeta): Buffer {
   if (meta.kind === 'reference') return encodeRaw(meta);
-  // kind and stored_size are derived from `stored` on parse, never written.
-  const { kind: _kind, stored_size: _size, ...doc } = meta as ObjectMeta;
+  // kind, stored_size and seeded_reference are derived on parse, never written.
+  const { kind: _kind, stored_size: _size, seeded_reference: _seeded, ...doc } = meta as ObjectMeta;
   void _kind;
   void _size;
+  void _seeded;
   return encodeRaw(doc);
 }
 
@@ -190,6 +203,7 @@ export function parseObjectMeta(buf: Buffer, names?: { dataBlob: (kind: 'delta' 
     ...(typeof m.pending === 'object' && m.pending !== null ? { pending: m.pending } : {}),
     kind: stored[0].kind,
     stored_size: stored[0].size ?? 0,
+    ...(seededReference(m.sha256!, stored) ? { seeded_reference: true } : {}),
   };
 }
 

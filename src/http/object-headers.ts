@@ -54,9 +54,11 @@ export function setObjectHeaders(ctx: Ctx, meta: ObjectMeta, withChecksums: bool
 }
 
 /** How the proxy stored the object (docs/s3-compatibility.md, "Extra headers"). */
-export function setStorageHeaders(ctx: Ctx, meta: Pick<ObjectMeta, 'kind' | 'stored_size'>): void {
+export function setStorageHeaders(ctx: Ctx, meta: Pick<ObjectMeta, 'kind' | 'stored_size' | 'seeded_reference'> & { size?: number }): void {
   ctx.reply.header('x-deltaglider-stored-as', meta.kind);
-  ctx.reply.header('x-deltaglider-stored-size', String(meta.stored_size));
+  // The upload that seeded its deltaspace's reference wrote the reference's
+  // bytes (its own), so its stored size counts them (docs/s3-compatibility.md).
+  ctx.reply.header('x-deltaglider-stored-size', String(meta.stored_size + (meta.seeded_reference ? (meta.size ?? 0) : 0)));
 }
 
 function etagMatches(list: string, etag: string): boolean {
