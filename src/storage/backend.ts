@@ -80,8 +80,13 @@ export interface Backend {
   headBucket(bucket: string): Promise<BucketInfo | null>;
   /** Throws AlreadyExistsError when the bucket exists. `location` is kept in the bucket record. */
   createBucket(bucket: string, opts?: { location?: string }): Promise<void>;
-  /** Removes an empty bucket (internal leftovers are the backend's to remove). */
-  deleteBucket(bucket: string): Promise<void>;
+  /**
+   * Removes a bucket and every blob left in it. The bucket disappears first
+   * (no write that checks it afterwards can land in it); then, if any blob
+   * satisfies `live` (an object committed meanwhile), the bucket is restored
+   * as it was and NotEmptyError thrown.
+   */
+  deleteBucket(bucket: string, live?: (name: string) => boolean): Promise<void>;
 
   /**
    * Stores the file at `path` as blob `name`, atomically (never half-visible).

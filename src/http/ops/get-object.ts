@@ -3,7 +3,7 @@ import type { ObjectMeta } from '../../engine/meta.js';
 import type { ByteRange } from '../../storage/backend.js';
 import { S3Error } from '../../errors.js';
 import { header, type Ctx } from '../context.js';
-import { RESPONSE_OVERRIDES, checkConditions, checkVersionId, parseRange, setObjectHeaders } from '../object-headers.js';
+import { checkConditions, checkVersionId, parseRange, responseOverrides, setObjectHeaders } from '../object-headers.js';
 
 /**
  * GetObject and HeadObject: GET|HEAD /bucket/key, with a single Range,
@@ -11,19 +11,26 @@ import { RESPONSE_OVERRIDES, checkConditions, checkVersionId, parseRange, setObj
  */
 export async function getObject(ctx: Ctx): Promise<void> {
   checkVersionId(ctx);
-  const meta = await ctx.engine.headObject(ctx.bucket, ctx.key!);
-  checkConditions(ctx, meta);
+  const overrides = responseOverrides(ctx);
   const partNumber = ctx.query.get('partNumber');
   if (partNumber !== null && header(ctx, 'range') !== undefined) {
     throw new S3Error('InvalidRequest', 'Cannot specify both Range header and partNumber query parameter');
   }
-  const range = partNumber !== null ? partRange(meta, Multipart.checkPartNumber(partNumber)) : parseRange(header(ctx, 'range'), meta.size);
+  // The engine resolves the key once and streams exactly that version; the
+  // check runs on it (again, should the version change before the first byte).
+  const { meta, range, body } = await ctx.engine.getObject(
+    ctx.bucket,
+    ctx.key!,
+    (m) => {
+      checkConditions(ctx, m);
+      return partNumber !== null ? partRange(m, Multipart.checkPartNumber(partNumber)) : parseRange(header(ctx, 'range'), m.size);
+    },
+    ctx.signal,
+    ctx.req.method !== 'HEAD',
+  );
   const whole = !range;
   setObjectHeaders(ctx, meta, whole && header(ctx, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED');
-  for (const [param, name] of Object.entries(RESPONSE_OVERRIDES)) {
-    const v = ctx.query.get(param);
-    if (v !== null) ctx.reply.header(name, v);
-  }
+  for (const [name, v] of overrides) ctx.reply.header(name, v);
   if (range) {
     ctx.reply.code(206);
     ctx.reply.header('content-range', `bytes ${range.start}-${range.end}/${meta.size}`);
@@ -31,11 +38,10 @@ export async function getObject(ctx: Ctx): Promise<void> {
   } else {
     ctx.reply.header('content-length', String(meta.size));
   }
-  if (ctx.req.method === 'HEAD') {
+  if (!body) {
     ctx.reply.send();
     return;
   }
-  const body = await ctx.engine.openObject(ctx.bucket, meta, range, ctx.signal);
   body.on('error', (err) => ctx.req.log.error({ err, bucket: ctx.bucket, key: ctx.key }, 'download aborted'));
   ctx.reply.send(body);
 }

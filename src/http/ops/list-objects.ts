@@ -1,4 +1,3 @@
-import { listObjects as list } from '../../engine/list.js';
 import type { Ctx } from '../context.js';
 import { xmlDocument } from '../xml.js';
 import { commonPrefixes, contents, listParams } from './list-common.js';
@@ -7,7 +6,7 @@ import { commonPrefixes, contents, listParams } from './list-common.js';
 export async function listObjects(ctx: Ctx): Promise<void> {
   const p = listParams(ctx);
   const marker = ctx.query.get('marker') ?? '';
-  const result = await list(ctx.engine, { bucket: ctx.bucket, prefix: p.prefix, delimiter: p.delimiter, after: marker, maxKeys: p.maxKeys });
+  const result = await ctx.engine.listObjects({ bucket: ctx.bucket, prefix: p.prefix, delimiter: p.delimiter, after: marker, maxKeys: p.maxKeys });
   ctx.reply.header('content-type', 'application/xml');
   ctx.reply.send(
     xmlDocument('ListBucketResult', {
