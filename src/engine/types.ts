@@ -27,6 +27,8 @@ export interface EngineOptions {
   orphanAgeMs?: number;
   /** How often the background sweep runs (0: never, not even at start-up). */
   sweepIntervalMs?: number;
+  /** Disk budget of decoded delta objects kept for ranged reads (./decoded-cache.ts). */
+  decodedCacheBytes?: number;
 }
 
 /** What a caller stores along with the bytes. */
