@@ -3,10 +3,11 @@
 // file through the same code a GET uses and compare SHA-256 before saying yes.
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, rm, stat } from 'node:fs/promises';
+import { open, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { GiveUp, inflateGzipFile } from './members.js';
+import { firstBlock, possibleMemLevels } from './first-block.js';
+import { GiveUp, inflateGzipFile, type ParsedMember } from './members.js';
 import { GzipFormatError } from './reader.js';
 import { rebuildGzip } from './rebuild.js';
 import {
@@ -47,6 +48,15 @@ async function sha256OfStream(s: Readable): Promise<string> {
   return h.digest('hex');
 }
 
+/** A zlib first block holds at most 32767 symbols of at most 48 bits each, plus its tables. */
+const FIRST_BLOCK_MAX = 256 * 1024;
+
+async function memLevelsOf(gz: FileHandle, m: ParsedMember): Promise<number[] | null> {
+  const b = Buffer.alloc(Math.min(m.deflateSize, FIRST_BLOCK_MAX));
+  const { bytesRead } = await gz.read(b, 0, b.length, m.deflateOffset);
+  return possibleMemLevels(firstBlock(b.subarray(0, bytesRead)));
+}
+
 /**
  * null means "store this file plainly": not gzip, corrupt, a bomb, not reproducible by
  * the pinned deflate, or over budget. On success the caller owns (and removes) rawFile.
@@ -85,7 +95,10 @@ export async function analyzeGzip(file: string, opts: AnalyzeOptions): Promise<A
     try {
       let previous: DeflateParams | undefined;
       for (const m of parsed.members) {
-        const found = await findParams(candidateParams(m.xfl, previous), raw.fd, gz.fd, m, {
+        const memLevels = await memLevelsOf(gz, m);
+        if (memLevels?.length === 0) return giveUp(`member at ${m.deflateOffset} was not written by zlib (block sizes)`);
+        const candidates = candidateParams(m.xfl, previous).filter((p) => !memLevels || memLevels.includes(p.memLevel));
+        const found = await findParams(candidates, raw.fd, gz.fd, m, {
           deadline,
           signal: opts.signal,
         });

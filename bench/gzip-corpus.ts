@@ -1,0 +1,137 @@
+// Bench for the gzip kind (issue 13): successive real npm releases, fetched with
+// `npm pack` into a cache outside git, plus the same tars re-gzipped by other writers.
+// Prints which writers reproduce, analyze/rebuild speed, and what xdelta3 saves on the
+// .tgz files versus on their decompressed .tar contents (each version against the
+// package's first, as a deltaspace reference).
+//
+//   npm run build && node dist/bench/gzip-corpus.js [cacheDir]
+//   (default cache: $GZIP_CORPUS_DIR or ~/.cache/deltaglider-gzip-corpus)
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, existsSync } from 'node:fs';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip, gzipSync } from 'node:zlib';
+import { execa } from 'execa';
+import { analyzeGzip, rebuildGzip } from '../src/engine/gzip/index.js';
+
+const PACKAGES: Array<[string, string[]]> = [
+  ['axios', ['1.7.0', '1.7.1', '1.7.2', '1.7.3', '1.7.4']],
+  ['zod', ['3.23.4', '3.23.5', '3.23.6', '3.23.7', '3.23.8']],
+  ['prettier', ['3.3.0', '3.3.1', '3.3.2', '3.3.3']],
+  ['lodash', ['4.17.18', '4.17.19', '4.17.20', '4.17.21']],
+];
+
+/** Writers applied to each .tar: name, output suffix, command (null: the npm-published file). */
+const WRITERS: Array<{ name: string; make: ((tar: string, out: string) => Promise<void>) | null }> = [
+  { name: 'npm (as published)', make: null },
+  { name: 'Node zlib.gzip (level 6)', make: async (tar, out) => writeFile(out, gzipSync(await readFile(tar))) },
+  { name: 'Python gzip (level 9)', make: (tar, out) => sh('python3', ['-c', 'import gzip,sys; open(sys.argv[2],"wb").write(gzip.compress(open(sys.argv[1],"rb").read(), mtime=0))', tar, out]) },
+  { name: 'GNU gzip -9', make: (tar, out) => shTo('gzip', ['-9', '-n', '-c', tar], out) },
+  { name: 'GNU gzip -6', make: (tar, out) => shTo('gzip', ['-6', '-n', '-c', tar], out) },
+  { name: 'pigz -6', make: (tar, out) => shTo('pigz', ['-6', '-n', '-c', tar], out) },
+];
+
+async function sh(cmd: string, args: string[]): Promise<void> {
+  await execa(cmd, args, { timeout: 300_000 });
+}
+
+async function shTo(cmd: string, args: string[], out: string): Promise<void> {
+  await execa(cmd, args, { timeout: 300_000, stdout: { file: out } });
+}
+
+async function size(f: string): Promise<number> {
+  return (await stat(f)).size;
+}
+
+async function xdeltaSize(ref: string, target: string, out: string): Promise<number> {
+  const refSize = await size(ref);
+  const window = Math.max(64 * 2 ** 20, Math.ceil(refSize / 2 ** 20) * 2 ** 20);
+  await execa('xdelta3', ['-e', '-A', '-f', '-D', '-B', String(window), '-9', '-s', ref, target, out], { timeout: 300_000 });
+  return size(out);
+}
+
+async function fetchTgz(cache: string, pkg: string, ver: string): Promise<string> {
+  const file = join(cache, `${pkg}-${ver}.tgz`);
+  if (!existsSync(file)) await execa('npm', ['pack', `${pkg}@${ver}`, '--pack-destination', cache], { timeout: 300_000 });
+  return file;
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
+const mbps = (bytes: number, ms: number) => `${(bytes / 2 ** 20 / (ms / 1000)).toFixed(1)} MB/s`;
+
+async function main(): Promise<void> {
+  const cache = process.argv[2] ?? process.env.GZIP_CORPUS_DIR ?? join(homedir(), '.cache', 'deltaglider-gzip-corpus');
+  const tmp = join(cache, 'tmp');
+  await mkdir(tmp, { recursive: true });
+  const writerStats = new Map<string, { files: number; reproduced: number; analyzeMs: number; rebuildMs: number; bytes: number; reasons: Set<string> }>();
+  const savings: string[] = [];
+  for (const [pkg, versions] of PACKAGES) {
+    const tars: string[] = [];
+    const byWriter = new Map<string, string[]>();
+    for (const ver of versions) {
+      const tgz = await fetchTgz(cache, pkg, ver);
+      const tar = tgz.replace(/\.tgz$/, '.tar');
+      if (!existsSync(tar)) await pipeline(createReadStream(tgz), createGunzip(), createWriteStream(tar));
+      tars.push(tar);
+      for (const [i, w] of WRITERS.entries()) {
+        const file = w.make ? `${tar}.w${i}.gz` : tgz;
+        if (w.make && !existsSync(file)) await w.make(tar, file);
+        byWriter.set(w.name, [...(byWriter.get(w.name) ?? []), file]);
+        const s = writerStats.get(w.name) ?? { files: 0, reproduced: 0, analyzeMs: 0, rebuildMs: 0, bytes: 0, reasons: new Set<string>() };
+        writerStats.set(w.name, s);
+        const t0 = performance.now();
+        let reason = '';
+        const r = await analyzeGzip(file, { tmpDir: tmp, maxInflated: 2 ** 31, maxRatio: 1000, budgetMs: 60_000, onGiveUp: (why) => { reason = why; } });
+        const t1 = performance.now();
+        s.files++;
+        if (!r) {
+          if (i === 0) await rm(`${tgz}.recipe.json`, { force: true });
+          s.reasons.add(reason.replace(/ at \d+/, ''));
+          continue;
+        }
+        const h = createHash('sha256');
+        for await (const c of rebuildGzip(createReadStream(r.rawFile), r.recipe)) h.update(c as Buffer);
+        const t2 = performance.now();
+        if (h.digest('hex') !== r.recipe.sha256) throw new Error(`rebuild of ${file} is not byte-exact`);
+        s.reproduced++;
+        s.analyzeMs += t1 - t0;
+        s.rebuildMs += t2 - t1;
+        s.bytes += await size(file);
+        if (i === 0) await writeFile(`${tgz}.recipe.json`, JSON.stringify(r.recipe));
+        await rm(r.rawFile, { force: true });
+      }
+    }
+    // Savings: versions 2..n against version 1, as one deltaspace stores them.
+    // A version whose gzip is not reproduced (or whose reference is not) falls back
+    // to today's delta of the .tgz itself.
+    const tgzs = byWriter.get(WRITERS[0].name)!;
+    const recipeOf = (f: string) => `${f}.recipe.json`;
+    let orig = 0, onTgz = 0, withKind = 0, reproduced = 0;
+    for (let v = 1; v < tars.length; v++) {
+      const o = await size(tgzs[v]);
+      orig += o;
+      const plain = Math.min(o, await xdeltaSize(tgzs[0], tgzs[v], join(tmp, 'd')));
+      onTgz += plain;
+      if (existsSync(recipeOf(tgzs[0])) && existsSync(recipeOf(tgzs[v]))) {
+        reproduced++;
+        withKind += Math.min(plain, (await xdeltaSize(tars[0], tars[v], join(tmp, 'd'))) + (await size(recipeOf(tgzs[v]))));
+      } else withKind += plain;
+    }
+    const refTgz = await size(tgzs[0]);
+    const refTar = await size(tars[0]);
+    savings.push(`| ${pkg} ${versions[0]}..${versions.at(-1)} | ${versions.length} | ${reproduced}/${versions.length - 1} | ${(refTgz / 1024).toFixed(0)} KiB / ${(refTar / 1024).toFixed(0)} KiB | ${pct(1 - onTgz / orig)} | ${pct(1 - withKind / orig)} |`);
+  }
+  console.log('\n| writer | files reproduced | analyze (reproduced) | rebuild | why not |');
+  console.log('|---|---|---|---|---|');
+  for (const [name, s] of writerStats) {
+    console.log(`| ${name} | ${s.reproduced}/${s.files} | ${s.reproduced ? mbps(s.bytes, s.analyzeMs) : '-'} | ${s.reproduced ? mbps(s.bytes, s.rebuildMs) : '-'} | ${[...s.reasons].join('; ')} |`);
+  }
+  console.log('\n(speeds in MB/s of the gzip file)\n');
+  console.log('| package | versions | later versions reproduced | reference .tgz / .tar | xdelta3 on .tgz saves | gzip kind (.tar delta + recipe) saves |');
+  console.log('|---|---|---|---|---|---|');
+  for (const l of savings) console.log(l);
+}
+
+await main();
