@@ -16,9 +16,10 @@ import {
   GZIP_IMPL_VERSION,
   GZIP_RECIPE_FORMAT,
   type DeflateParams,
+  type GzipMemberRecipe,
   type GzipRecipe,
 } from './recipe.js';
-import { findParams } from './search.js';
+import { findParams, type SearchLimits } from './search.js';
 
 export interface AnalyzeOptions {
   tmpDir: string;
@@ -42,9 +43,15 @@ export interface AnalyzeResult {
   rawSha256: string;
 }
 
-async function sha256OfStream(s: Readable): Promise<string> {
+async function sha256OfStream(s: Readable, limits?: SearchLimits): Promise<string> {
   const h = createHash('sha256');
-  for await (const c of s) h.update(c as Buffer);
+  for await (const c of s) {
+    h.update(c as Buffer);
+    if (limits && (Date.now() > limits.deadline || limits.signal?.aborted)) {
+      s.destroy();
+      throw new GiveUp('time budget exhausted');
+    }
+  }
   return h.digest('hex');
 }
 
@@ -55,6 +62,44 @@ async function memLevelsOf(gz: FileHandle, m: ParsedMember): Promise<number[] | 
   const b = Buffer.alloc(Math.min(m.deflateSize, FIRST_BLOCK_MAX));
   const { bytesRead } = await gz.read(b, 0, b.length, m.deflateOffset);
   return possibleMemLevels(firstBlock(b.subarray(0, bytesRead)));
+}
+
+/** Compressed bytes a candidate must match before the full rebuild judges it. */
+const PREFIX = 128 * 1024;
+
+/** Parameters for every member, or why there are none. */
+async function searchMembers(
+  members: ParsedMember[],
+  rawFile: string,
+  gz: FileHandle,
+  limits: SearchLimits,
+  prefix: number,
+): Promise<GzipMemberRecipe[] | string> {
+  const raw = await open(rawFile, 'r');
+  try {
+    const out: GzipMemberRecipe[] = [];
+    let previous: DeflateParams | undefined;
+    for (const m of members) {
+      const memLevels = await memLevelsOf(gz, m);
+      if (memLevels?.length === 0) return `member at ${m.deflateOffset} was not written by zlib (block sizes)`;
+      const candidates = candidateParams(m.xfl, previous).filter((p) => !memLevels || memLevels.includes(p.memLevel));
+      const found = await findParams(candidates, raw.fd, gz.fd, m, limits, prefix);
+      if (!found.params) {
+        return found.timedOut ? 'time budget exhausted' : `no deflate parameters reproduce member at ${m.deflateOffset}`;
+      }
+      previous = found.params;
+      out.push({
+        header: m.header.toString('base64'),
+        rawSize: m.rawSize,
+        deflateSize: m.deflateSize,
+        params: found.params,
+        trailer: m.trailer.toString('hex'),
+      });
+    }
+    return out;
+  } finally {
+    await raw.close();
+  }
 }
 
 /**
@@ -90,46 +135,41 @@ export async function analyzeGzip(file: string, opts: AnalyzeOptions): Promise<A
       await out.close();
     }
 
-    const raw = await open(rawFile, 'r');
-    const members = [];
-    try {
-      let previous: DeflateParams | undefined;
-      for (const m of parsed.members) {
-        const memLevels = await memLevelsOf(gz, m);
-        if (memLevels?.length === 0) return giveUp(`member at ${m.deflateOffset} was not written by zlib (block sizes)`);
-        const candidates = candidateParams(m.xfl, previous).filter((p) => !memLevels || memLevels.includes(p.memLevel));
-        const found = await findParams(candidates, raw.fd, gz.fd, m, {
-          deadline,
-          signal: opts.signal,
-        });
-        if (!found.params) {
-          return giveUp(found.timedOut ? 'time budget exhausted' : `no deflate parameters reproduce member at ${m.deflateOffset}`);
-        }
-        previous = found.params;
-        members.push({
-          header: m.header.toString('base64'),
-          rawSize: m.rawSize,
-          deflateSize: m.deflateSize,
-          params: found.params,
-          trailer: m.trailer.toString('hex'),
-        });
-      }
-    } finally {
-      await raw.close();
-    }
-
     const original = await sha256OfStream(createReadStream(file));
-    const recipe: GzipRecipe = {
+    const recipeOf = (members: GzipMemberRecipe[]): GzipRecipe => ({
       format: GZIP_RECIPE_FORMAT,
       impl: { name: GZIP_IMPL_NAME, version: GZIP_IMPL_VERSION },
       members,
       tail: parsed.tail.toString('base64'),
       size,
       sha256: original,
-    };
+    });
     // The proof: what a GET would send, byte for byte.
-    const rebuilt = await sha256OfStream(rebuildGzip(createReadStream(rawFile), recipe));
-    if (rebuilt !== original) return giveUp('rebuilt file differs from the original');
+    const limits = { deadline, signal: opts.signal };
+    const rebuildsExactly = async (recipe: GzipRecipe) => {
+      try {
+        return (await sha256OfStream(rebuildGzip(createReadStream(rawFile), recipe), limits)) === original;
+      } catch (err) {
+        if (err instanceof GiveUp) throw err;
+        return false; // the rebuild itself failed (sizes): not this recipe
+      }
+    };
+
+    // First pass: candidates judged on a prefix of each member, then one full rebuild
+    // decides. Only if a candidate matched a prefix but not the rest, judge on whole members.
+    let found = await searchMembers(parsed.members, rawFile, gz, limits, PREFIX);
+    if (typeof found === 'string') return giveUp(found);
+    try {
+      if (!(await rebuildsExactly(recipeOf(found)))) {
+        found = await searchMembers(parsed.members, rawFile, gz, limits, Infinity);
+        if (typeof found === 'string') return giveUp(found);
+        if (!(await rebuildsExactly(recipeOf(found)))) return giveUp('rebuilt file differs from the original');
+      }
+    } catch (err) {
+      if (err instanceof GiveUp) return giveUp(err.message);
+      throw err;
+    }
+    const recipe = recipeOf(found);
     if (Date.now() > deadline || opts.signal?.aborted) return giveUp('time budget exhausted');
     if ((await stat(rawFile)).size !== parsed.rawSize) return giveUp('raw file size changed');
     keep = true;

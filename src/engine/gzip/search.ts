@@ -14,6 +14,7 @@ const OUT_CHUNK = 4 * 1024;
 const CALLS_PER_YIELD = 4;
 
 class Mismatch extends Error {}
+class PrefixMatched extends Error {}
 
 export interface MemberRanges {
   deflateOffset: number;
@@ -31,18 +32,25 @@ function expired(limits: SearchLimits): boolean {
   return Date.now() > limits.deadline || limits.signal?.aborted === true;
 }
 
-/** 'yes' when `p` reproduces the member, 'no' when it does not, 'timeout' when time ran out first. */
+/**
+ * 'yes' when `p` reproduces the member (or its first `prefix` compressed bytes), 'no'
+ * when it does not, 'timeout' when time ran out first.
+ */
 export async function reproduces(
   p: DeflateParams,
   rawFd: number,
   gzFd: number,
   m: MemberRanges,
   limits: SearchLimits,
+  prefix = Infinity,
 ): Promise<'yes' | 'no' | 'timeout'> {
   const expected = new RangeReader(gzFd, m.deflateOffset, m.deflateSize);
   const input = new RangeReader(rawFd, m.rawOffset, m.rawSize);
   const d = newRawDeflate(p, OUT_CHUNK);
+  let compared = 0;
   d.onData = (c: Uint8Array) => {
+    if (compared >= prefix) throw new PrefixMatched();
+    compared += c.length;
     let i = 0;
     while (i < c.length) {
       const e = expected.next(c.length - i);
@@ -63,6 +71,7 @@ export async function reproduces(
     d.push(new Uint8Array(0), true);
   } catch (err) {
     if (err instanceof Mismatch) return 'no';
+    if (err instanceof PrefixMatched) return 'yes';
     throw err;
   }
   return d.err === 0 && expected.remaining === 0 ? 'yes' : 'no';
@@ -75,13 +84,14 @@ export async function findParams(
   gzFd: number,
   m: MemberRanges,
   limits: SearchLimits,
+  prefix = Infinity,
 ): Promise<{ params: DeflateParams | null; tried: number; timedOut: boolean }> {
   let tried = 0;
   for (const p of candidates) {
     await yieldToLoop();
     if (expired(limits)) return { params: null, tried, timedOut: true };
     tried++;
-    const r = await reproduces(p, rawFd, gzFd, m, limits);
+    const r = await reproduces(p, rawFd, gzFd, m, limits, prefix);
     if (r === 'yes') return { params: p, tried, timedOut: false };
     if (r === 'timeout') return { params: null, tried, timedOut: true };
   }
