@@ -68,6 +68,14 @@ with open(sys.argv[2],'wb') as f:
     t.ok(recipe, `python level ${level} reproduced`);
     t.match(recipe?.members[0].params, { level, legacyHash: true });
     t.ok(Buffer.from(recipe!.members[0].header, 'base64').includes(Buffer.from('release.tar\0')), 'FNAME kept');
+    // docs/storage-format.md shows another tool rebuilding the file: run that very code.
+    const doc = readFileSync('docs/storage-format.md', 'utf8');
+    const code = /## gzip[\s\S]*?```python\n([\s\S]*?)```/.exec(doc)?.[1];
+    t.ok(code, 'the doc has the Python rebuild');
+    writeFileSync(join(dir, 'rebuild.py'), code!);
+    writeFileSync(join(dir, 'recipe.json'), JSON.stringify(recipe));
+    const gz = execFileSync('python3', [join(dir, 'rebuild.py'), join(dir, 'in.bin'), join(dir, 'recipe.json')]);
+    t.ok(gz.equals(readFileSync(out)), `the documented Python rebuilds level ${level} byte for byte`);
   }
 });
 
