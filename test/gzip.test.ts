@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
 import t, { type Test } from 'tap';
 import { crc32, crc32Fallback } from '../src/engine/gzip/crc32.js';
-import { firstBlock, possibleMemLevels } from '../src/engine/gzip/first-block.js';
+import { firstBlock, leadingBlocks, possibleMemLevels } from '../src/engine/gzip/first-block.js';
 import { analyzeGzip, gzipSelfTest, isGzipCandidate, rebuildGzip, type GzipRecipe } from '../src/engine/gzip/index.js';
 import { FIXTURE_DIGESTS, fixtureInput, sha256 } from '../src/engine/gzip/selftest.js';
 
@@ -217,4 +217,10 @@ t.test('helpers: CRC-32 fallback and first-block reading', async (t) => {
   t.same(possibleMemLevels(firstBlock(zlib.deflateRawSync(input, { memLevel: 5 }))), [5]);
   t.same(possibleMemLevels(firstBlock(zlib.deflateRawSync(Buffer.from('tiny')))), [1, 2, 3, 4, 5, 6, 7, 8, 9], 'a lone final block says little');
   t.equal(firstBlock(Buffer.from([0xff, 0xff])), null, 'garbage');
+  const level0 = zlib.deflateRawSync(input, { level: 0 });
+  t.ok(leadingBlocks(level0).length > 1 && leadingBlocks(level0).every((b) => b.type === 0), 'stored blocks are walked');
+  t.equal(possibleMemLevels(leadingBlocks(level0)), null, 'stored blocks say nothing');
+  const big = Buffer.concat([input, input, input]);
+  t.same(possibleMemLevels(leadingBlocks(zlib.deflateRawSync(big, { memLevel: 6 }))), [6], 'several blocks agree');
+  t.ok(leadingBlocks(zlib.deflateRawSync(big, { memLevel: 6 })).length > 2);
 });

@@ -6,7 +6,7 @@ import { createReadStream } from 'node:fs';
 import { open, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { firstBlock, possibleMemLevels } from './first-block.js';
+import { leadingBlocks, possibleMemLevels } from './first-block.js';
 import { GiveUp, inflateGzipFile, type ParsedMember } from './members.js';
 import { GzipFormatError } from './reader.js';
 import { rebuildGzip } from './rebuild.js';
@@ -55,13 +55,13 @@ async function sha256OfStream(s: Readable, limits?: SearchLimits): Promise<strin
   return h.digest('hex');
 }
 
-/** A zlib first block holds at most 32767 symbols of at most 48 bits each, plus its tables. */
-const FIRST_BLOCK_MAX = 256 * 1024;
+/** Compressed bytes read to judge block sizes: several zlib blocks (each at most ~200 KiB). */
+const BLOCKS_READ = 1024 * 1024;
 
 async function memLevelsOf(gz: FileHandle, m: ParsedMember): Promise<number[] | null> {
-  const b = Buffer.alloc(Math.min(m.deflateSize, FIRST_BLOCK_MAX));
+  const b = Buffer.alloc(Math.min(m.deflateSize, BLOCKS_READ));
   const { bytesRead } = await gz.read(b, 0, b.length, m.deflateOffset);
-  return possibleMemLevels(firstBlock(b.subarray(0, bytesRead)));
+  return possibleMemLevels(leadingBlocks(b.subarray(0, bytesRead)));
 }
 
 /** Compressed bytes a candidate must match before the full rebuild judges it. */
