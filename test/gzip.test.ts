@@ -226,3 +226,13 @@ t.test('helpers: CRC-32 fallback and first-block reading', async (t) => {
   t.same(possibleMemLevels(leadingBlocks(zlib.deflateRawSync(big, { memLevel: 6 }))), [6], 'several blocks agree');
   t.ok(leadingBlocks(zlib.deflateRawSync(big, { memLevel: 6 })).length > 2);
 });
+
+t.test('too many members: stored plainly (the recipe would bloat the sidecar)', async (t) => {
+  const dir = t.testdir();
+  const file = join(dir, 'many.gz');
+  writeFileSync(file, Buffer.concat(Array.from({ length: 65 }, (_, i) => zlib.gzipSync(Buffer.from(`member ${i}\n`)))));
+  let why = '';
+  t.equal(await analyzeGzip(file, opts(dir, { onGiveUp: (w: string) => { why = w; } })), null);
+  t.match(why, /too many gzip members/);
+  t.ok(await analyzeGzip(file, opts(dir, { maxMembers: 65 })), 'allowed when the caller says so');
+});

@@ -30,7 +30,7 @@ export interface AnalyzeOptions {
   /** Wall-clock budget for the whole analysis, in ms. */
   budgetMs: number;
   signal?: AbortSignal;
-  /** Most members a file may have (each carries a recipe entry). */
+  /** Most members a file may have (each carries a recipe entry); default 64. */
   maxMembers?: number;
   /** Told why a file was not taken, for logs and the bench. */
   onGiveUp?: (reason: string) => void;
@@ -63,6 +63,12 @@ async function memLevelsOf(gz: FileHandle, m: ParsedMember): Promise<number[] | 
   const { bytesRead } = await gz.read(b, 0, b.length, m.deflateOffset);
   return possibleMemLevels(leadingBlocks(b.subarray(0, bytesRead)));
 }
+
+/**
+ * Each member costs ~250 bytes of recipe in the object's sidecar; release archives have
+ * one. Files of many small members (bgzip) are stored plainly.
+ */
+const MAX_MEMBERS = 64;
 
 /** Compressed bytes a candidate must match before the full rebuild judges it. */
 const PREFIX = 128 * 1024;
@@ -123,7 +129,7 @@ export async function analyzeGzip(file: string, opts: AnalyzeOptions): Promise<A
       parsed = await inflateGzipFile(gz, out, {
         maxInflated: opts.maxInflated,
         maxRatio: opts.maxRatio,
-        maxMembers: opts.maxMembers ?? 1024,
+        maxMembers: opts.maxMembers ?? MAX_MEMBERS,
         fileSize: size,
         deadline,
         signal: opts.signal,
