@@ -44,8 +44,8 @@ t.test('six versions of a 4 MB zip through aws-cli v2', { skip: await available(
   t.comment(`logical ${logical} B, stored ${stored} B, saving ${(saving * 100).toFixed(1)} %`);
   t.ok(saving >= 0.75, `saving ${(saving * 100).toFixed(1)} % >= 75 %`);
   const files = (await blobs(proxy, 'releases', 'app/')).map((f) => f.name);
-  t.equal(files.filter((f) => f.endsWith('.delta')).length, 6, 'every version is a delta');
-  t.equal(files.filter((f) => f.endsWith('.meta')).length, 7, 'a sidecar each, and the reference\'s');
-  t.ok(files.includes('app/reference.bin'), 'one reference');
+  t.equal(files.filter((f) => f.endsWith('.delta.bin')).length, 6, 'every version is a delta');
+  t.equal(files.filter((f) => f.endsWith('.meta')).length, 7, 'a sidecar each, and the reference record');
+  t.equal(files.filter((f) => /^app\/reference\.[0-9a-f]{16}\.bin$/.test(f)).length, 1, 'one reference');
   if (BACKEND === 's3') t.same(await localData(proxy), [], 'nothing in the local data dir');
 });

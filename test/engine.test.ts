@@ -6,7 +6,6 @@ import { Readable } from 'node:stream';
 import t, { type Test } from 'tap';
 import { release } from '../bench/corpus.js';
 import { Engine } from '../src/engine/engine.js';
-import { listObjects } from '../src/engine/list.js';
 import { FilesystemBackend } from '../src/storage/filesystem/fs-backend.js';
 import { sdk } from './helpers/clients.js';
 import { listFiles, startProxy, tempDir } from './helpers/proxy.js';
@@ -53,8 +52,10 @@ t.test('concurrent first uploads create exactly one reference', async (t) => {
   const { e, data } = await engine(t);
   const bodies = [1, 2, 3, 4, 5, 6].map((v) => release('zip', v, 0.1));
   await Promise.all(bodies.map((b, i) => put(e, `space/v${i}.zip`, b)));
+  await e.gc.drain();
   const files = (await listFiles(path.join(data, 'bkt', 'space'))).map((f) => f.rel);
-  t.equal(files.filter((f) => f === 'reference.bin').length, 1);
+  t.equal(files.filter((f) => /^reference\.[0-9a-f]{16}\.bin$/.test(f)).length, 1, 'one reference blob');
+  t.equal(files.filter((f) => f === 'reference.meta').length, 1, 'one reference record');
   for (const [i, b] of bodies.entries()) t.equal(sha(await get(e, `space/v${i}.zip`)), sha(b), `v${i}`);
 });
 
@@ -85,25 +86,34 @@ t.test('non-eligible keys are direct; overwrite switches kind and frees the refe
   const v1 = release('zip', 1, 0.1);
   t.equal((await put(e, 'k/app.zip', v1)).kind, 'delta');
   t.equal((await put(e, 'k/app.zip', randomBytes(80_000))).kind, 'direct');
-  const files = (await listFiles(path.join(data, 'bkt', 'k'))).map((f) => f.rel);
-  t.same(files, ['app.zip.direct', 'app.zip.direct.meta', 'photo.jpg.direct', 'photo.jpg.direct.meta']);
+  await e.gc.drain();
+  const files = (await listFiles(path.join(data, 'bkt', 'k'))).map((f) => f.rel.replace(/\.[0-9a-f]{16}\./, '.ID.'));
+  t.same(files, ['app.zip.ID.direct.bin', 'app.zip.object.meta', 'photo.jpg.ID.direct.bin', 'photo.jpg.object.meta']);
 });
 
-t.test('a crash between reference data and sidecar is repaired', async (t) => {
-  const { e, data } = await engine(t);
+t.test('a crash between reference blob and record leaves garbage the sweep removes', async (t) => {
+  const { e, data } = await engine(t, { orphanAgeMs: 0 });
   const v1 = release('zip', 1, 0.1);
   await fsp.mkdir(path.join(data, 'bkt', 'c'), { recursive: true });
-  await fsp.writeFile(path.join(data, 'bkt', 'c', 'reference.bin'), v1);
-  const meta = await put(e, 'c/v2.zip', release('zip', 2, 0.1));
+  // A writer died after writing its reference blob, before the record.
+  await fsp.writeFile(path.join(data, 'bkt', 'c', 'reference.00000000000000aa.bin'), v1);
+  await fsp.writeFile(path.join(data, 'bkt', 'c', 'v9.zip.00000000000000bb.direct.bin'), v1);
+  const v2 = release('zip', 2, 0.1);
+  const meta = await put(e, 'c/v2.zip', v2);
   t.equal(meta.kind, 'delta');
-  t.equal(meta.reference_sha256, sha(v1));
-  t.equal(sha(await get(e, 'c/v2.zip')), sha(release('zip', 2, 0.1)));
+  t.equal((meta.stored[0] as { reference?: { sha256: string } }).reference?.sha256, sha(v2), 'a new reference, seeded by this upload');
+  const swept = await e.sweep();
+  t.equal(swept.removed, 2, 'both unnamed blobs removed');
+  const files = (await listFiles(path.join(data, 'bkt', 'c'))).map((f) => f.rel);
+  t.notOk(files.includes('reference.00000000000000aa.bin'));
+  t.notOk(files.includes('v9.zip.00000000000000bb.direct.bin'));
+  t.equal(sha(await get(e, 'c/v2.zip')), sha(v2));
 });
 
 t.test('listing ignores internal blobs and reads only the page', async (t) => {
   const { e } = await engine(t);
   for (let i = 0; i < 5; i++) await put(e, `l/v${i}.zip`, release('zip', i + 1, 0.05));
-  const r = await listObjects(e, { bucket: 'bkt', prefix: '', delimiter: '', after: '', maxKeys: 3 });
+  const r = await e.listObjects({ bucket: 'bkt', prefix: '', delimiter: '', after: '', maxKeys: 3 });
   t.same(r.objects.map((o) => o.key), ['l/v0.zip', 'l/v1.zip', 'l/v2.zip']);
   t.equal(r.truncated, true);
 });
@@ -122,12 +132,15 @@ t.test('corruption is never served as a complete object', async (t) => {
   // Flip bytes in a delta and in a direct blob. (The reference itself is
   // served from the cache's copy once read, so damage there surfaces only on
   // a cold cache, where the same SHA-256 check catches it.)
-  const delta = await fsp.readFile(path.join(dir, 'v2.zip.delta'));
+  const names = await fsp.readdir(dir);
+  const deltaFile = path.join(dir, names.find((n) => /^v2\.zip\.[0-9a-f]{16}\.delta\.bin$/.test(n))!);
+  const plainFile = path.join(dir, names.find((n) => /^plain\.txt\.[0-9a-f]{16}\.direct\.bin$/.test(n))!);
+  const delta = await fsp.readFile(deltaFile);
   delta[delta.length - 100] ^= 0xff;
-  await fsp.writeFile(path.join(dir, 'v2.zip.delta'), delta);
-  const plain = await fsp.readFile(path.join(dir, 'plain.txt.direct'));
+  await fsp.writeFile(deltaFile, delta);
+  const plain = await fsp.readFile(plainFile);
   plain[3] ^= 0x01;
-  await fsp.writeFile(path.join(dir, 'plain.txt.direct'), plain);
+  await fsp.writeFile(plainFile, plain);
   for (const key of ['z/v2.zip', 'z/plain.txt']) {
     let failed = false;
     try {
@@ -182,7 +195,7 @@ t.test('listing pages read cached sidecars', async (t) => {
     reads++;
     return orig(...a);
   };
-  const list = () => listObjects(e, { bucket: 'bkt', prefix: 'c/', delimiter: '', after: '', maxKeys: 1000 });
+  const list = () => e.listObjects({ bucket: 'bkt', prefix: 'c/', delimiter: '', after: '', maxKeys: 1000 });
   t.equal((await list()).objects.length, 5);
   const first = reads;
   t.same((await list()).objects.map((o) => o.key), ['c/k0.txt', 'c/k1.txt', 'c/k2.txt', 'c/k3.txt', 'c/k4.txt']);
@@ -201,7 +214,7 @@ t.test('continued listings reuse the scan of the first page until a write', asyn
     scans++;
     return orig(...a);
   };
-  const page = (after: string) => listObjects(e, { bucket: 'bkt', prefix: 's/', delimiter: '', after, maxKeys: 2 });
+  const page = (after: string) => e.listObjects({ bucket: 'bkt', prefix: 's/', delimiter: '', after, maxKeys: 2 });
   const p1 = await page('');
   const p2 = await page(p1.last!);
   const p3 = await page(p2.last!);

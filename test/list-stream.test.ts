@@ -1,6 +1,7 @@
 import t from 'tap';
-import type { Engine } from '../src/engine/engine.js';
-import { listObjects, releasePoint } from '../src/engine/list.js';
+import { Lister, releasePoint } from '../src/engine/list.js';
+import type { ObjectMeta } from '../src/engine/meta.js';
+import type { Backend } from '../src/storage/backend.js';
 import { compareKeys, paginate } from '../src/engine/listing.js';
 import { rng } from '../bench/corpus.js';
 
@@ -10,9 +11,13 @@ import { rng } from '../bench/corpus.js';
 
 const ALPHABET = [' ', '!', '-', '.', '/', 'a', 'b', 'z', 'é'];
 
-function fakeEngine(keys: string[]): { engine: Engine; scanned: () => number } {
-  const blobs = keys.flatMap((k, i) => [`${k}.${i % 3 === 0 ? 'delta' : 'direct'}`, `${k}.${i % 3 === 0 ? 'delta' : 'direct'}.meta`]);
-  blobs.push('reference.bin', 'reference.bin.meta', 'a/reference.bin.meta');
+function fakeEngine(keys: string[]): { engine: { listObjects: Lister['list'] }; scanned: () => number } {
+  // Format 1 sidecars for some keys, format 2 (`.object.meta` and an
+  // immutable blob) for others: one listing must order both.
+  const blobs = keys.flatMap((k, i) =>
+    i % 3 === 1 ? [`${k}.0123456789abcdef.direct.bin`, `${k}.object.meta`] : [`${k}.${i % 3 === 0 ? 'delta' : 'direct'}`, `${k}.${i % 3 === 0 ? 'delta' : 'direct'}.meta`],
+  );
+  blobs.push('reference.bin', 'reference.bin.meta', 'a/reference.bin.meta', 'reference.meta', 'reference.0123456789abcdef.bin');
   blobs.sort(compareKeys);
   let scanned = 0;
   const backend = {
@@ -23,20 +28,23 @@ function fakeEngine(keys: string[]): { engine: Engine; scanned: () => number } {
         yield { name, size: 1, lastModified: new Date(0), etag: 'e' };
       }
     },
-  };
-  const engine = {
+    async readSmall(_b: string, name: string) {
+      const key = name.replace(/\.object\.meta$/, '');
+      return { etag: 'e', body: Buffer.from(JSON.stringify({ format: 2, key, size: 1, sha256: '', md5: '', etag: 'x', created: '', stored: [{ kind: 'direct', blob: 'b', size: 1, etag: 'e' }] })) };
+    },
+  } as unknown as Backend;
+  const lister = new Lister(
     backend,
-    async headBucket() {},
-    sidecars: { read: async (_b: string, name: string) => ({ key: name.replace(/\.(delta|direct)\.meta$/, '') }) },
-    findObject: async (_b: string, key: string) => ({ key }),
-  } as unknown as Engine;
-  return { engine, scanned: () => scanned };
+    async () => ({ name: 'b', created: new Date(0) }),
+    async (_b: string, key: string) => ({ key }) as ObjectMeta,
+  );
+  return { engine: { listObjects: (i) => lister.list(i) }, scanned: () => scanned };
 }
 
 t.test('release points', async (t) => {
-  t.equal(releasePoint('abc'), 'abc.direct.meta');
-  t.equal(releasePoint('a-b'), 'a.direct.meta', "waits for key 'a', whose blob sorts after a-b's");
-  t.equal(releasePoint('a b-c'), 'a.direct.meta');
+  t.equal(releasePoint('abc'), 'abc.object.meta');
+  t.equal(releasePoint('a-b'), 'a.object.meta', "waits for key 'a', whose blob sorts after a-b's");
+  t.equal(releasePoint('a b-c'), 'a.object.meta');
 });
 
 t.test('streamed pages equal sorted pages', async (t) => {
@@ -53,7 +61,7 @@ t.test('streamed pages equal sorted pages', async (t) => {
         const got: string[] = [];
         const want: string[] = [];
         for (let pageNo = 0; pageNo < 200; pageNo++) {
-          const page = await listObjects(engine, { bucket: 'b', prefix, delimiter, after, maxKeys });
+          const page = await engine.listObjects({ bucket: 'b', prefix, delimiter, after, maxKeys });
           const expected = paginate(sorted, { prefix, delimiter, after, maxKeys });
           got.push(...page.objects.map((o) => o.key), ...page.commonPrefixes.map((p) => `CP:${p}`));
           want.push(...expected.keys, ...expected.commonPrefixes.map((p) => `CP:${p}`));
@@ -74,11 +82,11 @@ t.test('streamed pages equal sorted pages', async (t) => {
 t.test('a page reads about a page of the backend', async (t) => {
   const keys = Array.from({ length: 5000 }, (_, i) => `k/${String(i).padStart(5, '0')}.zip`);
   const { engine, scanned } = fakeEngine(keys);
-  const page = await listObjects(engine, { bucket: 'b', prefix: '', delimiter: '', after: 'k/02000.zip', maxKeys: 100 });
+  const page = await engine.listObjects({ bucket: 'b', prefix: '', delimiter: '', after: 'k/02000.zip', maxKeys: 100 });
   t.equal(page.objects[0].key, 'k/02001.zip');
   t.ok(scanned() < 300, `${scanned()} blobs listed for a page of 100`);
   const top = fakeEngine([...keys, 'z/1.zip']);
-  const rolled = await listObjects(top.engine, { bucket: 'b', prefix: '', delimiter: '/', after: '', maxKeys: 1000 });
+  const rolled = await top.engine.listObjects({ bucket: 'b', prefix: '', delimiter: '/', after: '', maxKeys: 1000 });
   t.same(rolled.commonPrefixes, ['k/', 'z/']);
   t.ok(top.scanned() < 50, `a rolled-up prefix is jumped over (${top.scanned()} blobs listed)`);
 });

@@ -1,5 +1,5 @@
-import type { Engine, ObjectAttributes } from './engine.js';
 import type { ObjectMeta } from './meta.js';
+import type { ObjectAttributes, ObjectStore } from './types.js';
 
 export interface CopyInput {
   srcBucket: string;
@@ -17,19 +17,19 @@ export interface CopyInput {
  * under the destination key, so the copy is a delta in its own deltaspace when
  * that pays, whatever the source was.
  */
-export async function copyObject(engine: Engine, input: CopyInput): Promise<{ source: ObjectMeta; result: ObjectMeta }> {
-  const source = await engine.headObject(input.srcBucket, input.srcKey);
+export async function copyObject(store: ObjectStore, input: CopyInput): Promise<{ source: ObjectMeta; result: ObjectMeta }> {
+  const source = await store.headObject(input.srcBucket, input.srcKey);
   input.precondition?.(source);
-  await engine.headBucket(input.dstBucket);
-  const stream = await engine.openObject(input.srcBucket, source);
-  const body = await engine.spool(stream);
+  await store.headBucket(input.dstBucket);
+  const stream = await store.openObject(input.srcBucket, source);
+  const body = await store.spool(stream);
   try {
     const attrs = input.replace ?? {
       contentType: source.content_type,
       headers: source.headers,
       userMetadata: source.user_metadata,
     };
-    const result = await engine.putObject({
+    const result = await store.putObject({
       bucket: input.dstBucket,
       key: input.dstKey,
       body,

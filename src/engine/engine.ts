@@ -1,62 +1,54 @@
 import * as fsp from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { AlreadyExistsError, PreconditionError, S3Error } from '../errors.js';
+import { AlreadyExistsError, NotEmptyError, NotFoundError, S3Error } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { Backend, BucketInfo, ByteRange } from '../storage/backend.js';
 import { Codec } from './codec.js';
-import { checkBucketName, checkKey, isBucketName, dataBlob, deltaspaceOf, keyOfMetaBlob, metaBlob, type StorageKind } from './keys.js';
+import { copyObject, type CopyInput } from './copy.js';
+import { checkBucketName, checkKey, deltaspaceOf, isBucketName, keyOfMetaBlob } from './keys.js';
 import { KeyedRwLock } from './locks.js';
-import { encodeMeta, parseObjectMeta, type ObjectMeta } from './meta.js';
-import { ReferenceCache } from './refcache.js';
-import { References, type ReferenceVersion } from './references.js';
+import { Lister, type ListInput, type ListResult } from './list.js';
+import type { ObjectMeta } from './meta.js';
 import { Multipart } from './multipart.js';
-import { FileRouter } from './router.js';
-import { spool, tempPath, type SpoolOptions, type Spooled } from './spool.js';
+import { Objects, type Resolved } from './objects.js';
 import { prepareDelta } from './pre-encode.js';
 import { openStored } from './read.js';
-import { SidecarCache } from './sidecar-cache.js';
-import type { ListingSnapshot } from './list.js';
-import { LRUCache } from 'lru-cache';
-import type { EngineOptions, PreEncode, PutInput } from './types.js';
+import { ReferenceCache } from './refcache.js';
+import { References } from './references.js';
+import { FileRouter } from './router.js';
+import { Collector } from './gc.js';
+import { UsageTracker } from './usage-tracker.js';
+import { spool, type SpoolOptions, type Spooled } from './spool.js';
+import type { EngineOptions, ObjectStore, PreEncode, PutInput } from './types.js';
 
 export type { EngineOptions, ObjectAttributes, PreEncode, PutInput } from './types.js';
 
-interface Version {
-  meta: ObjectMeta;
-  /** The sidecar's backend etag. */
-  etag: string;
-}
-
-type Versions = Partial<Record<StorageKind, Version>>;
-
-interface Stored {
-  kind: StorageKind;
-  size: number;
-  dataEtag: string;
-  ref?: ReferenceVersion;
-}
-
 const BUCKET_TTL_MS = 2000;
 
-function newest(v: Versions): Version | undefined {
-  if (v.delta && v.direct) return v.delta.meta.created >= v.direct.meta.created ? v.delta : v.direct;
-  return v.delta ?? v.direct;
-}
-
-export class Engine {
+/**
+ * The delta engine. HTTP code calls its methods with typed inputs; it calls
+ * the backend. Objects are stored in format 2 (./objects.ts,
+ * docs/storage-format.md): immutable blobs, one sidecar per object as the
+ * commit point, replaced blobs collected after a grace period (./gc.ts).
+ */
+export class Engine implements ObjectStore {
   readonly codec: Codec;
   readonly router: FileRouter;
+  readonly multipart: Multipart;
+  readonly gc: Collector;
+  /** Per-bucket usage figures (./usage-tracker.ts): told of every commit and delete. */
+  readonly usage: UsageTracker;
   private readonly cache: ReferenceCache;
   private readonly refs: References;
-  readonly multipart: Multipart;
-  readonly sidecars: SidecarCache;
-  /** Listing snapshots for continued pages (./list.ts), at most 1M keys in all. */
-  readonly listings = new LRUCache<string, ListingSnapshot>({ max: 64, maxSize: 1_000_000, sizeCalculation: (s) => Math.max(1, s.sorted.length) });
-  private sweeper?: NodeJS.Timeout;
+  private readonly objects: Objects;
+  private readonly lister: Lister;
   private readonly keyLocks = new KeyedRwLock();
-  private readonly spaceLocks = new KeyedRwLock();
   private readonly buckets = new Map<string, { info: BucketInfo; until: number }>();
-  private readonly generations = new Map<string, number>();
+  /** Held for reading by every object write; DeleteBucket takes it for writing. */
+  private readonly bucketLocks = new KeyedRwLock();
+  private timers: NodeJS.Timeout[] = [];
+  /** Buckets deleted through this instance: a write that waited on the bucket lock checks again. */
+  private readonly removed = new Set<string>();
 
   constructor(
     readonly backend: Backend,
@@ -66,9 +58,17 @@ export class Engine {
     this.codec = new Codec(opts.codec);
     this.router = new FileRouter(opts.deltaExtensions);
     this.cache = new ReferenceCache(opts.cacheDir, opts.cacheBytes, backend);
-    this.refs = new References(backend, this.cache, opts.toolVersion, log);
-    this.multipart = new Multipart(this, log);
-    this.sidecars = new SidecarCache(backend);
+    this.gc = new Collector(backend, { graceMs: opts.blobGraceMs ?? 60_000, orphanAgeMs: opts.orphanAgeMs ?? 3600_000 }, log);
+    this.refs = new References(backend, this.cache, opts.toolVersion, log, this.gc);
+    this.usage = new UsageTracker(backend, log);
+    this.objects = new Objects({ backend, refs: this.refs, codec: this.codec, router: this.router, gc: this.gc, opts, log, usage: (b, before, after) => this.usage.record(b, before, after) });
+    this.gc.onDeltaRemoved = (bucket, space) => this.objects.collectReference(bucket, space);
+    this.multipart = new Multipart(backend, this, log);
+    this.lister = new Lister(backend, (b) => this.headBucket(b), (b, k) => this.findObject(b, k));
+  }
+
+  get tmpDir(): string {
+    return this.opts.tmpDir;
   }
 
   async init(): Promise<void> {
@@ -79,15 +79,29 @@ export class Engine {
     for (const f of await fsp.readdir(this.opts.tmpDir)) await fsp.rm(`${this.opts.tmpDir}/${f}`, { force: true, recursive: true });
     await this.backend.init();
     // Abandoned multipart uploads: swept at start-up, then hourly.
-    const sweep = () => this.multipart.sweep(this.opts.multipartMaxAgeMs).catch((err) => this.log.warn({ err }, 'multipart sweep failed'));
-    await sweep();
-    this.sweeper = setInterval(sweep, Math.min(3600_000, this.opts.multipartMaxAgeMs)).unref();
+    const sweepUploads = () => this.multipart.sweep(this.opts.multipartMaxAgeMs).catch((err) => this.log.warn({ err }, 'multipart sweep failed'));
+    await sweepUploads();
+    this.timers.push(setInterval(sweepUploads, Math.min(3600_000, this.opts.multipartMaxAgeMs)).unref());
+    await this.usage.start();
+    // Crash leftovers: a background sweep soon after start-up, then periodically.
+    const every = this.opts.sweepIntervalMs ?? 24 * 3600_000;
+    if (every > 0) {
+      const run = () => void this.sweep().catch((err) => this.log.warn({ err }, 'blob sweep failed'));
+      this.timers.push(setTimeout(run, 60_000).unref(), setInterval(run, every).unref());
+    }
   }
 
   async close(): Promise<void> {
-    if (this.sweeper) clearInterval(this.sweeper);
+    for (const t of this.timers) clearTimeout(t);
+    this.gc.stop();
     this.cache.clear();
+    await this.usage.close();
     await this.backend.close();
+  }
+
+  /** Reference cache hits and misses since start (metrics). */
+  get referenceCacheStats(): { hits: number; misses: number } {
+    return { hits: this.cache.hits, misses: this.cache.misses };
   }
 
   // ---- buckets ----------------------------------------------------------
@@ -96,10 +110,12 @@ export class Engine {
     return this.backend.listBuckets();
   }
 
-  async createBucket(bucket: string): Promise<void> {
+  async createBucket(bucket: string, opts: { location?: string } = {}): Promise<void> {
     checkBucketName(bucket);
+    this.removed.delete(bucket);
     try {
-      await this.backend.createBucket(bucket);
+      await this.backend.createBucket(bucket, opts);
+      this.usage.record(bucket, null, null); // a new bucket: known, at zero
     } catch (err) {
       if (err instanceof AlreadyExistsError) throw new S3Error('BucketAlreadyOwnedByYou', undefined, { fields: { BucketName: bucket } });
       throw err;
@@ -122,18 +138,35 @@ export class Engine {
     return info;
   }
 
+  /**
+   * Deletes an empty bucket. Object writes hold the bucket's lock for
+   * reading from their bucket check to their commit, so no PUT acknowledged
+   * through this instance can land between the emptiness check and the
+   * removal; with a shared backend, a writer re-checks its bucket after
+   * committing (./objects.ts).
+   */
   async deleteBucket(bucket: string): Promise<void> {
     await this.headBucket(bucket);
-    for await (const b of this.backend.list(bucket)) {
-      if (keyOfMetaBlob(b.name)) {
-        throw new S3Error('BucketNotEmpty', undefined, { fields: { BucketName: bucket } });
+    const release = await this.bucketLocks.write(bucket);
+    try {
+      for await (const b of this.backend.list(bucket)) {
+        if (keyOfMetaBlob(b.name)) throw new S3Error('BucketNotEmpty', undefined, { fields: { BucketName: bucket } });
       }
+      this.buckets.delete(bucket);
+      // Uploads in progress go with the bucket: nothing could complete them.
+      for (const u of await this.multipart.list(bucket)) await this.multipart.abort(bucket, u.rec.key, u.id);
+      try {
+        await this.backend.deleteBucket(bucket, (name) => !!keyOfMetaBlob(name));
+      } catch (err) {
+        if (err instanceof NotEmptyError) throw new S3Error('BucketNotEmpty', undefined, { fields: { BucketName: bucket } });
+        throw err;
+      }
+      this.buckets.delete(bucket);
+      this.removed.add(bucket);
+      this.usage.forget(bucket);
+    } finally {
+      release();
     }
-    this.buckets.delete(bucket);
-    // Uploads in progress go with the bucket: nothing could complete them.
-    for (const u of await this.multipart.list(bucket)) await this.multipart.abort(bucket, u.rec.key, u.id);
-    await this.backend.deleteBucket(bucket);
-    this.buckets.delete(bucket);
   }
 
   // ---- objects ----------------------------------------------------------
@@ -142,25 +175,10 @@ export class Engine {
     return spool(body, this.opts.tmpDir, opts);
   }
 
-  private async readVersion(bucket: string, key: string, kind: StorageKind): Promise<Version | null> {
-    const blob = await this.backend.readSmall(bucket, metaBlob(key, kind));
-    if (!blob) return null;
-    try {
-      return { meta: parseObjectMeta(blob.body), etag: blob.etag };
-    } catch (err) {
-      this.log.error({ bucket, key, kind, err }, 'unreadable sidecar; object treated as absent');
-      return null;
-    }
-  }
-
-  private async versions(bucket: string, key: string): Promise<Versions> {
-    const [delta, direct] = await Promise.all([this.readVersion(bucket, key, 'delta'), this.readVersion(bucket, key, 'direct')]);
-    return { delta: delta ?? undefined, direct: direct ?? undefined };
-  }
-
-  /** The visible version of a key: the newer sidecar if an overwrite left two. */
+  /** The visible version of a key, or null. */
   async findObject(bucket: string, key: string): Promise<ObjectMeta | null> {
-    return newest(await this.versions(bucket, key))?.meta ?? null;
+    const r = await this.objects.resolve(bucket, key);
+    return visible(r);
   }
 
   async headObject(bucket: string, key: string): Promise<ObjectMeta> {
@@ -172,166 +190,39 @@ export class Engine {
   }
 
   /**
-   * Stores an object: data first, sidecar last (the commit). The sidecar is
-   * written conditionally on the version it replaces, so when several
-   * instances share a backend and write one key at once, a writer whose
-   * commit finds another version writes again: the last commit always
-   * describes the data beside it.
+   * GetObject: resolves the key once and streams exactly the version it
+   * found. `check` sees that version before a byte is read (conditions,
+   * range) and returns the range to send. If a blob of that version is gone
+   * before the first byte (replaced and collected meanwhile), the key is
+   * resolved again: the client gets the newer version whole, or NoSuchKey.
    */
-  async putObject(input: PutInput): Promise<ObjectMeta> {
-    const { bucket, key, body } = input;
-    checkKey(key);
-    await this.headBucket(bucket);
-    const space = deltaspaceOf(key);
-    const eligible = body.size > 0 && body.size <= this.opts.maxDeltaObjectSize && this.router.isDeltaEligible(key);
-    const releaseKey = await this.keyLocks.write(`${bucket}\0${key}`);
-    // The deltaspace read lock spans reference use through the sidecar
-    // write, so a concurrent delete cannot collect the reference in between.
-    const releaseSpace = eligible ? await this.spaceLocks.read(`${bucket}\0${space}`) : undefined;
-    let collect = false;
-    try {
-      for (let attempt = 1; ; attempt++) {
-        const versions = await this.versions(bucket, key);
-        input.precondition?.(newest(versions)?.meta ?? null);
-        const attemptDelta = eligible ? await this.storeDelta(bucket, key, space, body, attempt === 1 ? input.pre : undefined) : null;
-        let stored = attemptDelta?.stored ?? (await this.storeDirect(bucket, key, body));
-        // A reference seeded by an upload that then went direct serves no one.
-        collect ||= !!attemptDelta?.seeded && stored.kind === 'direct';
-        let meta = this.describe(input, stored);
-        try {
-          await this.commit(bucket, key, meta, versions[stored.kind]);
-          if (stored.ref && !(await this.refs.confirm(bucket, space, stored.ref))) {
-            // Another instance is collecting the reference: keep the bytes
-            // safe as a direct object instead.
-            this.log.warn({ bucket, key }, 'reference collected concurrently; storing direct');
-            const deltaVersion = await this.readVersion(bucket, key, 'delta');
-            stored = await this.storeDirect(bucket, key, body);
-            meta = this.describe(input, stored);
-            await this.commit(bucket, key, meta, (await this.readVersion(bucket, key, 'direct')) ?? undefined);
-            if (deltaVersion) await this.removeVersion(bucket, key, 'delta', deltaVersion);
-            collect = true;
-          }
-        } catch (err) {
-          if ((err instanceof PreconditionError || err instanceof AlreadyExistsError) && attempt < 5) continue;
-          if (err instanceof PreconditionError || err instanceof AlreadyExistsError) {
-            throw new S3Error('ConditionalRequestConflict', undefined, { cause: err });
-          }
-          throw err;
-        }
-        const other: StorageKind = stored.kind === 'delta' ? 'direct' : 'delta';
-        const old = versions[other];
-        if (old) await this.removeVersion(bucket, key, other, old);
-        collect ||= other === 'delta' && !!old;
-        return meta;
+  async getObject(bucket: string, key: string, check: (meta: ObjectMeta) => ByteRange | undefined, signal?: AbortSignal, open = true): Promise<{ meta: ObjectMeta; range?: ByteRange; body?: Readable }> {
+    for (let attempt = 1; ; attempt++) {
+      const meta = await this.headObject(bucket, key);
+      const range = check(meta);
+      if (!open) return { meta, range };
+      try {
+        return { meta, range, body: await this.openObject(bucket, meta, range, signal) };
+      } catch (err) {
+        if (!(err instanceof NotFoundError) || attempt >= 3) throw err;
       }
+    }
+  }
+
+  async putObject(input: PutInput): Promise<ObjectMeta> {
+    checkKey(input.key);
+    await this.headBucket(input.bucket);
+    const release = await this.bucketLocks.read(input.bucket);
+    const releaseKey = await this.keyLocks.write(`${input.bucket}\0${input.key}`);
+    try {
+      if (this.removed.has(input.bucket) && !(await this.backend.headBucket(input.bucket))) {
+        throw new S3Error('NoSuchBucket', undefined, { fields: { BucketName: input.bucket } });
+      }
+      return await this.objects.put(input);
     } finally {
-      releaseSpace?.();
       releaseKey();
-      if (collect) await this.collectReference(bucket, space);
-    }
-  }
-
-  private describe(input: PutInput, stored: Stored): ObjectMeta {
-    return {
-      format: 1,
-      tool: this.opts.toolVersion,
-      key: input.key,
-      kind: stored.kind,
-      size: input.body.size,
-      sha256: input.body.sha256,
-      md5: input.body.md5,
-      etag: input.etag ?? input.body.md5,
-      created: new Date().toISOString(),
-      content_type: input.contentType || 'application/octet-stream',
-      headers: input.headers,
-      user_metadata: input.userMetadata,
-      checksums: input.checksums,
-      stored_size: stored.size,
-      data_etag: stored.dataEtag,
-      ...(stored.ref ? { reference_sha256: stored.ref.sha256 } : {}),
-      ...(input.parts ? { parts: input.parts } : {}),
-      ...(input.partSizes ? { part_sizes: input.partSizes } : {}),
-    };
-  }
-
-  /** Writes the sidecar: replaces exactly `prev`, or creates it. */
-  private async commit(bucket: string, key: string, meta: ObjectMeta, prev: Version | undefined): Promise<void> {
-    await this.backend.putBytes(bucket, metaBlob(key, meta.kind), encodeMeta(meta), prev ? { ifMatch: prev.etag } : { ifNoneMatch: true });
-    this.bump(bucket);
-  }
-
-  /**
-   * A counter of the sidecar writes and deletes this instance made in a
-   * bucket: a listing snapshot taken at another count is stale.
-   */
-  generation(bucket: string): number {
-    return this.generations.get(bucket) ?? 0;
-  }
-
-  private bump(bucket: string): void {
-    this.generations.set(bucket, this.generation(bucket) + 1);
-  }
-
-  private async storeDirect(bucket: string, key: string, body: Spooled): Promise<Stored> {
-    const dataEtag = await this.backend.putFile(bucket, dataBlob(key, 'direct'), body.path);
-    return { kind: 'direct', size: body.size, dataEtag };
-  }
-
-  /** See ./pre-encode.ts. */
-  prepareDelta(bucket: string, key: string, size: number | undefined): Promise<PreEncode | null> {
-    return prepareDelta(this, this.refs, bucket, key, size);
-  }
-
-  /** Stores a delta when it is worth it; `stored` null means "store direct instead". */
-  private async storeDelta(bucket: string, key: string, space: string, body: Spooled, pre?: PreEncode): Promise<{ stored: Stored | null; seeded: boolean }> {
-    const { ref, created: seeded } = await this.refs.ensure(bucket, space, body, key);
-    // Only an encoder that saw every byte of this very body can stand for it.
-    const preFile = pre && body.teed && pre.refSha === ref.sha256 ? await pre.finish() : null;
-    this.log.debug?.({ bucket, key, overlapped: !!preFile }, 'delta encode');
-    if (preFile) return { stored: await this.keepDelta(bucket, key, body, preFile, ref), seeded };
-    const handle = await this.refs.open(bucket, space, ref.sha256);
-    const out = tempPath(this.opts.tmpDir, 'delta');
-    try {
-      await this.codec.encode(handle.path, handle.size, body.path, out);
-      return { stored: await this.keepDelta(bucket, key, body, out, ref), seeded };
-    } finally {
-      handle.release();
-      await fsp.rm(out, { force: true });
-    }
-  }
-
-  /** Stores the delta file if it is worth it (max_delta_ratio), else null. */
-  private async keepDelta(bucket: string, key: string, body: Spooled, file: string, ref: ReferenceVersion): Promise<Stored | null> {
-    const { size } = await fsp.stat(file);
-    if (size / body.size >= this.opts.maxDeltaRatio) return null;
-    const dataEtag = await this.backend.putFile(bucket, dataBlob(key, 'delta'), file);
-    return { kind: 'delta', size, dataEtag, ref };
-  }
-
-  /**
-   * Removes one stored version: sidecar first, then data, each only if it is
-   * still the version read (a concurrent writer's newer blobs stay).
-   */
-  private async removeVersion(bucket: string, key: string, kind: StorageKind, v: Version): Promise<void> {
-    try {
-      await this.backend.delete(bucket, metaBlob(key, kind), { ifMatch: v.etag });
-      this.bump(bucket);
-      await this.backend.delete(bucket, dataBlob(key, kind), v.meta.data_etag ? { ifMatch: v.meta.data_etag } : {});
-    } catch (err) {
-      if (!(err instanceof PreconditionError)) throw err;
-    }
-  }
-
-  private async collectReference(bucket: string, space: string): Promise<void> {
-    const release = await this.spaceLocks.write(`${bucket}\0${space}`);
-    try {
-      await this.refs.collectIfUnused(bucket, space);
-    } catch (err) {
-      // Not fatal: an unused reference only costs space, and the next delete
-      // in the deltaspace tries again.
-      this.log.warn({ bucket, space, err }, 'reference clean-up failed');
-    } finally {
       release();
+      this.lister.invalidate(input.bucket);
     }
   }
 
@@ -340,28 +231,63 @@ export class Engine {
     checkKey(key);
     await this.headBucket(bucket);
     const release = await this.keyLocks.write(`${bucket}\0${key}`);
-    let versions: Versions;
     try {
-      versions = await this.versions(bucket, key);
-      for (const kind of ['delta', 'direct'] as const) {
-        const v = versions[kind];
-        if (v) await this.removeVersion(bucket, key, kind, v);
-        // Data without a sidecar is a crash leftover; with a shared backend it
-        // may also be another instance's upload in flight, so it stays there.
-        else if (!this.backend.shared) await this.backend.delete(bucket, dataBlob(key, kind));
-      }
+      return await this.objects.remove(bucket, key);
     } finally {
       release();
+      this.lister.invalidate(bucket);
     }
-    if (versions.delta) await this.collectReference(bucket, deltaspaceOf(key));
-    return !!(versions.delta || versions.direct);
   }
 
-  /**
-   * Streams an object (or an inclusive range of it), verified as it goes
-   * (./read.ts).
-   */
+  /** Streams an object (or an inclusive range of it), verified as it goes (./read.ts). */
   openObject(bucket: string, meta: ObjectMeta, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
     return openStored({ backend: this.backend, refs: this.refs, codec: this.codec }, bucket, meta, range, signal);
   }
+
+  /** See ./pre-encode.ts. */
+  prepareDelta(bucket: string, key: string, size: number | undefined): Promise<PreEncode | null> {
+    return prepareDelta({ codec: this.codec, refs: this.refs, router: this.router, opts: this.opts }, bucket, key, size);
+  }
+
+  listObjects(input: ListInput): Promise<ListResult> {
+    return this.lister.list(input);
+  }
+
+  copyObject(input: CopyInput): ReturnType<typeof copyObject> {
+    return copyObject(this, input);
+  }
+
+  /** Removes crash leftovers in every bucket (./gc.ts). */
+  async sweep(signal?: AbortSignal): Promise<{ scanned: number; removed: number }> {
+    let scanned = 0;
+    let removed = 0;
+    for (const b of await this.backend.listBuckets()) {
+      const r = await this.gc.sweep(b.name, async (key) => visibleOrThrow(await this.objects.resolve(b.name, key)), signal);
+      scanned += r.scanned;
+      removed += r.removed;
+      // References whose last delta was swept away go too.
+      for (const space of r.spaces ?? []) await this.objects.collectReference(b.name, space);
+    }
+    return { scanned, removed };
+  }
+
+  /** The deltaspace of a key (exposed for stats and scrub). */
+  static deltaspaceOf(key: string): string {
+    return deltaspaceOf(key);
+  }
+}
+
+function visible(r: Resolved): ObjectMeta | null {
+  if (r.v2) {
+    if (r.v2.meta) return r.v2.meta;
+    // A sidecar this release cannot read is refused, never skipped (never
+    // an older format 1 version shown in its place).
+    if (r.v2.error) throw r.v2.error;
+    return null;
+  }
+  return r.v1?.meta ?? null;
+}
+
+function visibleOrThrow(r: Resolved): ObjectMeta | null {
+  return visible(r);
 }

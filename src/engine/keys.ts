@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { S3Error } from '../errors.js';
 
 // Naming rules for buckets and keys, and the mapping of user keys to blob names
@@ -67,8 +68,54 @@ export function spacePrefix(space: string): string {
   return space === '' ? '' : `${space}/`;
 }
 
-/** Maps a sidecar blob name back to its user key, or null for other blobs. */
-export function keyOfMetaBlob(name: string): { key: string; kind: StorageKind } | null {
+// ---- format 2 names (docs/storage-format.md) --------------------------
+//
+// Every user key K maps to names that end in `.object.meta`, `.delta`,
+// `.direct`, `.delta.meta` or `.direct.meta`; nothing else a key can produce
+// ends in `.bin`. So immutable blobs `K.<id>.<role>.bin` (id: 16 hex digits,
+// no dot) and references `reference.<id>.bin` never meet a key's names, and
+// each such name parses back to exactly one (key, id, role).
+
+/** The one sidecar of an object in format 2: the commit point. */
+export const OBJECT_SUFFIX = '.object.meta';
+/** A deltaspace's format 2 reference record. */
+export const REFERENCE_RECORD = 'reference.meta';
+
+export type BlobRole = 'direct' | 'delta' | 'blocks';
+
+/** A name never used before: 16 hex digits. */
+export function newBlobId(): string {
+  return randomBytes(8).toString('hex');
+}
+
+export function objectSidecar(key: string): string {
+  return key + OBJECT_SUFFIX;
+}
+
+export function objectBlob(key: string, role: BlobRole, id: string): string {
+  return `${key}.${id}.${role}.bin`;
+}
+
+export function referenceBlobV2(space: string, id: string): string {
+  return `${spacePrefix(space)}reference.${id}.bin`;
+}
+
+export function referenceRecord(space: string): string {
+  return spacePrefix(space) + REFERENCE_RECORD;
+}
+
+/** What an immutable format 2 blob name belongs to, or null for other names. */
+export function parseBlobName(name: string): { key: string; id: string; role: BlobRole } | { space: string; id: string; role: 'reference' } | null {
+  const m = /^(.*)\.([0-9a-f]{16})\.(direct|delta|blocks)\.bin$/s.exec(name);
+  if (m) return { key: m[1], id: m[2], role: m[3] as BlobRole };
+  const r = /^(?:(.*)\/)?reference\.([0-9a-f]{16})\.bin$/s.exec(name);
+  if (r) return { space: r[1] ?? '', id: r[2], role: 'reference' };
+  return null;
+}
+
+/** Maps a sidecar blob name (either format) back to its user key, or null for other blobs. */
+export function keyOfMetaBlob(name: string): { key: string; kind: StorageKind | 'object' } | null {
+  if (name.endsWith(OBJECT_SUFFIX)) return { key: name.slice(0, -OBJECT_SUFFIX.length), kind: 'object' };
   for (const kind of ['delta', 'direct'] as const) {
     const suffix = `.${kind}${META_SUFFIX}`;
     if (name.endsWith(suffix)) return { key: name.slice(0, -suffix.length), kind };

@@ -1,8 +1,10 @@
+import { LRUCache } from 'lru-cache';
 import { mapLimit } from '../log.js';
-import type { Engine } from './engine.js';
-import { keyOfMetaBlob } from './keys.js';
+import type { Backend, BucketInfo } from '../storage/backend.js';
+import { keyOfMetaBlob, OBJECT_SUFFIX } from './keys.js';
 import { compareKeys, paginate, type Page } from './listing.js';
 import type { ObjectMeta } from './meta.js';
+import { SidecarCache } from './sidecar-cache.js';
 
 export interface ListInput {
   bucket: string;
@@ -37,10 +39,9 @@ export interface ListingSnapshot {
  */
 export const SNAPSHOT_TTL_MS = 30_000;
 
-async function scan(engine: Engine, bucket: string, prefix: string): Promise<ListingSnapshot> {
-  const generation = engine.generation(bucket);
+async function scan(backend: Backend, bucket: string, prefix: string, generation: number): Promise<ListingSnapshot> {
   const keys = new Map<string, { name: string; etag?: string }[]>();
-  for await (const blob of engine.backend.list(bucket, { prefix })) {
+  for await (const blob of backend.list(bucket, { prefix })) {
     const k = keyOfMetaBlob(blob.name);
     if (!k) continue;
     const seen = keys.get(k.key) ?? [];
@@ -58,47 +59,76 @@ async function scan(engine: Engine, bucket: string, prefix: string): Promise<Lis
  * sidecars of the keys on the returned page are read, and those are cached by
  * etag.
  */
-export async function listObjects(engine: Engine, input: ListInput): Promise<ListResult> {
-  await engine.headBucket(input.bucket);
-  let keys: ListingSnapshot['keys'];
-  let page: Page;
-  if (engine.backend.listSorted) {
-    ({ keys, page } = await streamPage(engine, input));
-  } else {
-    const id = `${input.bucket}\0${input.prefix}`;
-    let snap = input.after !== '' ? engine.listings.get(id) : undefined;
-    if (!snap || snap.generation !== engine.generation(input.bucket) || Date.now() - snap.at > SNAPSHOT_TTL_MS) {
-      snap = await scan(engine, input.bucket, input.prefix);
-      engine.listings.set(id, snap);
-    }
-    keys = snap.keys;
-    page = paginate(snap.sorted, input);
+export class Lister {
+  /** Listing snapshots for continued pages, at most 1M keys in all. */
+  private readonly listings = new LRUCache<string, ListingSnapshot>({ max: 64, maxSize: 1_000_000, sizeCalculation: (s) => Math.max(1, s.sorted.length) });
+  private readonly sidecars: SidecarCache;
+  /** Per bucket, a counter of the writes through this instance: a snapshot taken at another count is stale. */
+  private readonly generations = new Map<string, number>();
+
+  constructor(
+    private readonly backend: Backend,
+    private readonly headBucket: (bucket: string) => Promise<BucketInfo>,
+    private readonly findObject: (bucket: string, key: string) => Promise<ObjectMeta | null>,
+  ) {
+    this.sidecars = new SidecarCache(backend);
   }
-  const metas = await mapLimit(page.keys, 16, async (key) => {
-    const found = keys.get(key)!;
-    if (found.length !== 1 || !found[0].etag) return engine.findObject(input.bucket, key);
-    return engine.sidecars.read(input.bucket, found[0].name, found[0].etag);
-  });
-  // A key deleted between the listing and the sidecar read is left out.
-  const objects = metas.filter((m): m is ObjectMeta => m !== null);
-  return { objects, commonPrefixes: page.commonPrefixes, truncated: page.truncated, last: page.last };
+
+  /** A write in `bucket` went through this instance. */
+  invalidate(bucket: string): void {
+    this.generations.set(bucket, (this.generations.get(bucket) ?? 0) + 1);
+  }
+
+  async list(input: ListInput): Promise<ListResult> {
+    await this.headBucket(input.bucket);
+    const generation = this.generations.get(input.bucket) ?? 0;
+    let keys: ListingSnapshot['keys'];
+    let page: Page;
+    if (this.backend.listSorted) {
+      ({ keys, page } = await streamPage(this.backend, input));
+    } else {
+      const id = `${input.bucket}\0${input.prefix}`;
+      let snap = input.after !== '' ? this.listings.get(id) : undefined;
+      if (!snap || snap.generation !== generation || Date.now() - snap.at > SNAPSHOT_TTL_MS) {
+        snap = await scan(this.backend, input.bucket, input.prefix, generation);
+        this.listings.set(id, snap);
+      }
+      keys = snap.keys;
+      page = paginate(snap.sorted, input);
+    }
+    const metas = await mapLimit(page.keys, 16, async (key) => {
+      const found = keys.get(key)!;
+      try {
+        if (found.length === 1 && found[0].etag && found[0].name.endsWith(OBJECT_SUFFIX)) return await this.sidecars.read(input.bucket, found[0].name, found[0].etag);
+        return await this.findObject(input.bucket, key);
+      } catch {
+        // An unreadable sidecar (damage, or a newer release's format) is left
+        // out of the listing; GET and HEAD of the key say why.
+        return null;
+      }
+    });
+    // A key deleted between the listing and the sidecar read is left out.
+    const objects = metas.filter((m): m is ObjectMeta => m !== null);
+    return { objects, commonPrefixes: page.commonPrefixes, truncated: page.truncated, last: page.last };
+  }
 }
 
 const LAST_CHAR = '\u{10FFFF}';
 
 /**
  * The point in blob-name order after which every sidecar of user key `x` and
- * of every user key before `x` has been listed. Blob names are keys plus
- * `.delta.meta`/`.direct.meta`, and '.' sorts above ' ', '!', '-' and the
- * like: key `a` (blob `a.direct.meta`) sorts before key `a-b` but its blob
- * after `a-b.delta.meta`. So `x` waits for `y.direct.meta` of each prefix `y`
- * of `x` followed by a character up to '.', and for its own.
+ * of every user key before `x` has been listed. Sidecar names are keys plus
+ * `.delta.meta`, `.direct.meta` (format 1) or `.object.meta` (format 2, the
+ * last of the three), and '.' sorts above ' ', '!', '-' and the like: key `a`
+ * (blob `a.object.meta`) sorts before key `a-b` but its blob after
+ * `a-b.delta.meta`. So `x` waits for `y.object.meta` of each prefix `y` of
+ * `x` followed by a character up to '.', and for its own.
  */
 export function releasePoint(x: string): string {
-  let point = `${x}.direct.meta`;
+  let point = `${x}${OBJECT_SUFFIX}`;
   for (let i = 1; i < x.length; i++) {
     if (x[i] <= '.') {
-      const p = `${x.slice(0, i)}.direct.meta`;
+      const p = `${x.slice(0, i)}${OBJECT_SUFFIX}`;
       if (compareKeys(p, point) > 0) point = p;
     }
   }
@@ -110,7 +140,7 @@ export function releasePoint(x: string): string {
  * marker on and stops as soon as the page is known to be complete, so a page
  * costs about a page of backend listing whatever the bucket's size.
  */
-async function streamPage(engine: Engine, input: ListInput): Promise<{ keys: ListingSnapshot['keys']; page: Page }> {
+async function streamPage(backend: Backend, input: ListInput): Promise<{ keys: ListingSnapshot['keys']; page: Page }> {
   const keys: ListingSnapshot['keys'] = new Map();
   const pending: string[] = []; // seen, not yet safe to place; sorted
   const released: string[] = [];
@@ -127,7 +157,7 @@ async function streamPage(engine: Engine, input: ListInput): Promise<{ keys: Lis
   let checked = 0;
   for (;;) {
     let skipTo: string | undefined;
-    for await (const blob of engine.backend.listSorted!(input.bucket, { prefix: input.prefix, startAfter })) {
+    for await (const blob of backend.listSorted!(input.bucket, { prefix: input.prefix, startAfter })) {
       const k = keyOfMetaBlob(blob.name);
       if (k) {
         const seen = keys.get(k.key);

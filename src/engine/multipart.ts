@@ -3,22 +3,30 @@ import { createWriteStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { S3Error } from '../errors.js';
 import { mapLimit, type Logger } from '../log.js';
-import type { Engine, ObjectAttributes } from './engine.js';
-import { checkKey } from './keys.js';
+import type { Backend } from '../storage/backend.js';
+import { BlockHasher } from './blocks.js';
+import { checkKey, newBlobId } from './keys.js';
 import type { ObjectMeta } from './meta.js';
 import { tempPath, type Spooled } from './spool.js';
+import type { ObjectAttributes, ObjectStore } from './types.js';
+import { IntegrityError } from './verify.js';
 
 // Multipart uploads. Their state lives in the backend, in the pseudo-bucket
 // UPLOADS (a bucket name cannot start with '.', so it never meets a user
 // bucket or a listing): any instance sharing the backend can continue an
 // upload, and an upload survives a restart.
 //
-//   .uploads/<bucket>/<uploadId>/upload.json       key, attributes, created
-//   .uploads/<bucket>/<uploadId>/part-00001        part bytes
-//   .uploads/<bucket>/<uploadId>/part-00001.json   size, MD5 (ETag), checksums
+//   .uploads/<bucket>/<uploadId>/upload.json            key, attributes, created
+//   .uploads/<bucket>/<uploadId>/part-00001.<id>.bin    part bytes (immutable, format 2)
+//   .uploads/<bucket>/<uploadId>/part-00001.json        size, MD5 (ETag), checksums, blob
+//   .uploads/_completed/<bucket>/<uploadId>.json        a completed upload's result (retries)
 //
-// Complete concatenates the parts into one spooled file, hashing as it goes,
-// and stores the result through the engine like a PUT: deltas apply.
+// A part upload writes a new blob and then its record, which names it; a
+// re-upload of the part replaces only the record. Complete resolves each
+// record once and reads exactly the blob it names, checking the part's MD5 as
+// it goes, so the object holds the part versions whose ETags the client
+// gave. It concatenates them into one spooled file, hashing as it goes, and
+// stores the result through the engine like a PUT: deltas apply.
 
 export const UPLOADS = '.uploads';
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
@@ -36,19 +44,35 @@ export interface PartRecord {
   md5: string;
   created: string;
   checksums: Record<string, string>;
+  /** The part's blob (format 2); `part-NNNNN` for parts written by the first release. */
+  blob?: string;
 }
+
+/** What a completed upload answered, for a retried Complete (kept COMPLETED_TTL_MS). */
+export interface CompletedRecord {
+  key: string;
+  etag: string;
+  completed: string;
+  meta: Pick<ObjectMeta, 'etag' | 'kind' | 'stored_size' | 'checksums'>;
+}
+
+/**
+ * How long a retried CompleteMultipartUpload of a completed upload answers
+ * with the first result. AWS does answer such retries with 200 (the SDKs and
+ * aws-cli retry a Complete whose response was lost), for a while.
+ */
+export const COMPLETED_TTL_MS = 3600_000;
+// '_' cannot start a bucket name, so this never meets an upload's directory.
+const COMPLETED = '_completed';
 
 const pad = (n: number) => String(n).padStart(5, '0');
 
 export class Multipart {
   constructor(
-    private readonly engine: Engine,
+    private readonly backend: Backend,
+    private readonly engine: ObjectStore,
     private readonly log: Logger,
   ) {}
-
-  private get backend() {
-    return this.engine.backend;
-  }
 
   private dir(bucket: string, id: string): string {
     return `${bucket}/${id}/`;
@@ -81,9 +105,12 @@ export class Multipart {
 
   async putPart(bucket: string, key: string, id: string, n: number, body: Spooled, checksums: Record<string, string>): Promise<PartRecord> {
     await this.get(bucket, key, id);
-    const part: PartRecord = { number: n, size: body.size, md5: body.md5, created: new Date().toISOString(), checksums };
     const base = `${this.dir(bucket, id)}part-${pad(n)}`;
-    await this.backend.putFile(UPLOADS, base, body.path);
+    const blob = `${base}.${newBlobId()}.bin`;
+    const part: PartRecord = { number: n, size: body.size, md5: body.md5, created: new Date().toISOString(), checksums, blob };
+    await this.backend.putFile(UPLOADS, blob, body.path);
+    // The record is the commit; the blob of a part it replaces stays until
+    // the upload ends, for a Complete that resolved the older record.
     await this.backend.putBytes(UPLOADS, `${base}.json`, Buffer.from(JSON.stringify(part)));
     // An abort that ran meanwhile removed the upload: leave nothing behind.
     if (!(await this.backend.head(UPLOADS, `${this.dir(bucket, id)}upload.json`))) {
@@ -117,8 +144,17 @@ export class Multipart {
     id: string,
     requested: { number: number; etag: string }[],
     maxSize: number,
-  ): Promise<ObjectMeta> {
-    const rec = await this.get(bucket, key, id);
+  ): Promise<ObjectMeta | CompletedRecord['meta']> {
+    let rec: UploadRecord;
+    try {
+      rec = await this.get(bucket, key, id);
+    } catch (err) {
+      // A retry of a Complete that succeeded: the same answer, and nothing
+      // written, so a retry never undoes a later overwrite.
+      const done = await this.completed(bucket, key, id);
+      if (done) return done.meta;
+      throw err;
+    }
     if (requested.length === 0) throw new S3Error('MalformedXML', 'You must specify at least one part.');
     const stored = new Map((await this.parts(bucket, key, id)).map((p) => [p.number, p]));
     const chosen: PartRecord[] = [];
@@ -153,6 +189,8 @@ export class Multipart {
         parts: chosen.length,
         partSizes: chosen.map((p) => p.size),
       });
+      const done: CompletedRecord = { key, etag, completed: new Date().toISOString(), meta: { etag: meta.etag, kind: meta.kind, stored_size: meta.stored_size, checksums: meta.checksums } };
+      await this.backend.putBytes(UPLOADS, `${COMPLETED}/${bucket}/${id}.json`, Buffer.from(JSON.stringify(done)));
       await this.removeAll(bucket, id);
       return meta;
     } finally {
@@ -160,24 +198,43 @@ export class Multipart {
     }
   }
 
+  /** The record of a completed upload of `key`, while it is kept. */
+  async completed(bucket: string, key: string, id: string): Promise<CompletedRecord | null> {
+    if (!/^[0-9a-f]{32}$/.test(id)) return null;
+    const blob = await this.backend.readSmall(UPLOADS, `${COMPLETED}/${bucket}/${id}.json`);
+    if (!blob) return null;
+    const rec = JSON.parse(blob.body.toString('utf8')) as CompletedRecord;
+    if (rec.key !== key || Date.now() - Date.parse(rec.completed) > COMPLETED_TTL_MS) return null;
+    return rec;
+  }
+
   /** Streams the parts, in order, into one spooled file with its digests. */
   private async assemble(bucket: string, id: string, parts: PartRecord[]): Promise<Spooled> {
-    const file = tempPath(this.engine.opts.tmpDir, 'assemble');
+    const file = tempPath(this.engine.tmpDir, 'assemble');
     const sha = createHash('sha256');
     const md5 = createHash('md5');
+    const blocks = new BlockHasher();
     let size = 0;
     const out = createWriteStream(file, { highWaterMark: 1 << 20 });
     const failed = new Promise<never>((_, reject) => out.once('error', reject));
     failed.catch(() => {});
     try {
       for (const p of parts) {
-        const { body } = await this.backend.getStream(UPLOADS, `${this.dir(bucket, id)}part-${pad(p.number)}`);
+        const name = p.blob ?? `${this.dir(bucket, id)}part-${pad(p.number)}`;
+        const { body } = await this.backend.getStream(UPLOADS, name);
+        const partMd5 = createHash('md5');
+        let partSize = 0;
         for await (const chunk of body as AsyncIterable<Buffer>) {
           sha.update(chunk);
           md5.update(chunk);
+          partMd5.update(chunk);
+          blocks.update(chunk);
           size += chunk.length;
+          partSize += chunk.length;
           if (!out.write(chunk)) await Promise.race([new Promise<void>((r) => out.once('drain', () => r())), failed]);
         }
+        // Bit rot in a stored part, or a part that is not the one named.
+        if (partSize !== p.size || partMd5.digest('hex') !== p.md5) throw new IntegrityError(`upload ${id}: part ${p.number} does not match its recorded size and MD5`);
       }
       await Promise.race([new Promise<void>((resolve) => out.end(() => resolve())), failed]);
     } catch (err) {
@@ -185,7 +242,7 @@ export class Multipart {
       await rm(file, { force: true });
       throw err;
     }
-    return { path: file, size, sha256: sha.digest('hex'), md5: md5.digest('hex'), extra: {}, dispose: () => rm(file, { force: true }) };
+    return { path: file, size, sha256: sha.digest('hex'), md5: md5.digest('hex'), blocks: blocks.digest(), extra: {}, dispose: () => rm(file, { force: true }) };
   }
 
   async abort(bucket: string, key: string, id: string): Promise<void> {
@@ -225,6 +282,10 @@ export class Multipart {
     let removed = 0;
     const seen = new Map<string, { bucket: string; id: string; old: boolean; hasRecord: boolean }>();
     for await (const b of this.backend.list(UPLOADS)) {
+      if (b.name.startsWith(`${COMPLETED}/`)) {
+        if (Date.now() - b.lastModified.getTime() > COMPLETED_TTL_MS) await this.backend.delete(UPLOADS, b.name);
+        continue;
+      }
       const m = /^([^/]+)\/([0-9a-f]{32})\/(.+)$/.exec(b.name);
       if (!m) continue;
       const k = `${m[1]}/${m[2]}`;

@@ -1,14 +1,18 @@
 import * as fsp from 'node:fs/promises';
-import type { PassThrough, Readable } from 'node:stream';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { NotFoundError } from '../errors.js';
 import type { Backend, ByteRange } from '../storage/backend.js';
+import { BLOCK_SIZE, BlockVerifier, blockSpan } from './blocks.js';
 import type { Codec } from './codec.js';
-import { dataBlob, deltaspaceOf } from './keys.js';
-import type { ObjectMeta } from './meta.js';
+import { UnsupportedFormatError, type ObjectMeta, type StoredForm } from './meta.js';
 import type { References } from './references.js';
-import { VerifyingStream } from './verify.js';
+import { IntegrityError, VerifyingStream } from './verify.js';
 
-// Reading objects back: direct blobs stream from the backend, deltas stream
-// from xdelta3's output; both through the SHA-256 check of ./verify.ts.
+// Reading objects back. A read uses exactly the blobs its sidecar names (one
+// version from the first byte to the last) and checks every byte it sends:
+// full reads against the whole-object SHA-256, ranged reads block by block
+// against the CRC-32 digests recorded at write time (./blocks.ts). Objects
+// without block digests (format 1) are hashed whole even for a range.
 
 export interface ReadDeps {
   backend: Backend;
@@ -16,43 +20,81 @@ export interface ReadDeps {
   codec: Codec;
 }
 
+type DirectForm = Extract<StoredForm, { kind: 'direct'; codec?: never }> & { kind: 'direct'; blob: string; size: number; etag: string };
+type DeltaForm = Extract<StoredForm, { kind: 'delta'; codec: 'xdelta3' }>;
+
+/** The first stored form this release can read; refuses, never guesses, otherwise. */
+export function readableForm(meta: ObjectMeta): DirectForm | DeltaForm {
+  for (const f of meta.stored) {
+    if (f.kind === 'direct' || (f.kind === 'delta' && (f as DeltaForm).codec === 'xdelta3')) return f as DirectForm | DeltaForm;
+  }
+  throw new UnsupportedFormatError(`stored as ${meta.stored.map((f) => f.kind).join(', ')}, which this release cannot read`);
+}
+
+/** Packed block digests of an object, or null when it has none. */
+async function digestsOf(deps: ReadDeps, bucket: string, meta: ObjectMeta, first: number, last: number): Promise<Buffer | null> {
+  const b = meta.blocks;
+  if (!b) return null;
+  if (b.inline !== undefined) return Buffer.from(b.inline, 'base64').subarray(first * 4, (last + 1) * 4);
+  const { body } = await deps.backend.getStream(bucket, b.blob!, { range: { start: first * 4, end: last * 4 + 3 } });
+  const chunks: Buffer[] = [];
+  for await (const c of body as AsyncIterable<Buffer>) chunks.push(c);
+  return Buffer.concat(chunks);
+}
+
 /**
- * Streams an object (or an inclusive range of it). Every full read is
- * verified against the stored SHA-256 before its last chunk is released;
- * delta reads are verified even for ranges, since decoding yields the
- * whole object anyway.
+ * Streams an object, or an inclusive range of it. Throws NotFoundError if a
+ * blob is gone before the first byte (the caller may resolve again).
  */
 export async function openStored(deps: ReadDeps, bucket: string, meta: ObjectMeta, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
-  const { backend, refs, codec } = deps;
+  const form = readableForm(meta);
   const what = `${bucket}/${meta.key}`;
-  const verify = (start?: number, end?: number) => new VerifyingStream({ sha256: meta.sha256, size: meta.size, start, end, what });
-  if (meta.kind === 'direct') {
-    if (range && !(range.start === 0 && range.end === meta.size - 1)) {
-      const { body, size } = await backend.getStream(bucket, dataBlob(meta.key, 'direct'), { range, signal });
-      if (size !== meta.stored_size) {
-        body.destroy();
-        throw new Error(`${what}: stored size ${size}, sidecar says ${meta.stored_size}`);
-      }
-      return body;
-    }
-    const { body } = await backend.getStream(bucket, dataBlob(meta.key, 'direct'), { signal });
-    return pipeInto(body, verify());
+  const full = !range || (range.start === 0 && range.end === meta.size - 1);
+  if (full || !meta.blocks) {
+    // Whole-object SHA-256; a range is cut out of the verified stream.
+    const src = await openForm(deps, bucket, form, undefined, signal, what);
+    return pipeInto(src, new VerifyingStream({ sha256: meta.sha256, size: meta.size, start: range?.start, end: range?.end, what }));
   }
-  const space = deltaspaceOf(meta.key);
-  const handle = await refs.open(bucket, space, meta.reference_sha256!, signal);
+  const bs = meta.blocks.size ?? BLOCK_SIZE;
+  const span = blockSpan(range.start, range.end, meta.size, bs);
+  const digests = await digestsOf(deps, bucket, meta, span.first, Math.floor(span.to / bs));
+  if (!digests) throw new IntegrityError(`${what}: block digests missing`);
+  const src = await openForm(deps, bucket, form, { start: span.from, end: span.to }, signal, what);
+  const verifier = new BlockVerifier({ digests, firstBlock: span.first, blockSize: bs, from: span.from, start: range.start, end: range.end, size: meta.size, what });
+  return pipeInto(src, verifier);
+}
+
+/**
+ * The bytes of one stored form from `span.start` on (direct: exactly the
+ * span; delta: decoded from the start, with the bytes before the span
+ * dropped and the decoder stopped once the reader has what it needs).
+ */
+async function openForm(deps: ReadDeps, bucket: string, form: DirectForm | DeltaForm, span: ByteRange | undefined, signal: AbortSignal | undefined, what: string): Promise<Readable> {
+  const { backend, refs, codec } = deps;
+  if (form.kind === 'direct') {
+    const { body, size } = await backend.getStream(bucket, form.blob, { range: span, signal });
+    if (size !== form.size) {
+      body.destroy();
+      throw new IntegrityError(`${what}: stored blob has ${size} bytes, the sidecar says ${form.size}`);
+    }
+    return body;
+  }
+  const handle = await refs.open(bucket, form.reference, signal);
   try {
-    const deltaName = dataBlob(meta.key, 'delta');
-    const local = backend.localPath?.(bucket, deltaName);
+    const local = backend.localPath?.(bucket, form.blob);
     let delta: string | Readable;
     if (local) {
-      await fsp.access(local);
+      // Opened by xdelta3 right away; a replaced blob outlives its grace period.
+      await fsp.access(local).catch(() => {
+        throw new NotFoundError(form.blob);
+      });
       delta = local;
     } else {
-      delta = (await backend.getStream(bucket, deltaName, { signal })).body;
+      delta = (await backend.getStream(bucket, form.blob, { signal })).body;
     }
-    const decoded = codec.decode(handle.path, handle.size, delta, signal);
-    const out = pipeInto(decoded, verify(range?.start, range?.end));
+    let out = codec.decode(handle.path, handle.size, delta, signal);
     out.once('close', () => handle.release());
+    if (span && span.start > 0) out = pipeInto(out, new Skip(span.start));
     return out;
   } catch (err) {
     handle.release();
@@ -60,10 +102,39 @@ export async function openStored(deps: ReadDeps, bucket: string, meta: ObjectMet
   }
 }
 
-/** Pipes `src` into `dst`, carrying errors forward, and returns `dst`. */
-function pipeInto<T extends PassThrough | VerifyingStream>(src: Readable, dst: T): T {
+/** Drops the first `n` bytes. */
+class Skip extends Transform {
+  constructor(private left: number) {
+    super({ highWaterMark: 1 << 20 });
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (this.left >= chunk.length) {
+      this.left -= chunk.length;
+      cb();
+      return;
+    }
+    const out = this.left > 0 ? chunk.subarray(this.left) : chunk;
+    this.left = 0;
+    cb(null, out);
+  }
+}
+
+/**
+ * Pipes `src` into `dst`, carrying errors forward, and returns `dst`. When
+ * `dst` has all it needs (a BlockVerifier past its range) the source is
+ * stopped, so a ranged read of a delta does not decode the whole object.
+ */
+function pipeInto<T extends Transform>(src: Readable, dst: T): T {
   src.on('error', (err) => dst.destroy(err));
   dst.on('close', () => src.destroy());
+  if (dst instanceof BlockVerifier) {
+    dst.once('complete', () => {
+      src.unpipe(dst);
+      src.destroy();
+      dst.end();
+    });
+  }
   src.pipe(dst);
   return dst;
 }

@@ -11,19 +11,16 @@ export class SidecarCache {
 
   constructor(private readonly backend: Backend) {}
 
-  /** The sidecar `name` at version `etag`, or null if it is gone or unreadable. */
+  /** The format 2 sidecar `name` at version `etag`, or null if it is gone. */
   async read(bucket: string, name: string, etag: string): Promise<ObjectMeta | null> {
     const id = `${bucket}\0${name}\0${etag}`;
     const hit = this.lru.get(id);
     if (hit) return hit;
     const blob = await this.backend.readSmall(bucket, name);
     if (!blob) return null;
-    let meta: ObjectMeta;
-    try {
-      meta = parseObjectMeta(blob.body);
-    } catch {
-      return null;
-    }
+    // Format 2 sidecars only (format 1 ones go through the engine); an
+    // unreadable one throws, for the caller to decide.
+    const meta = parseObjectMeta(blob.body);
     this.lru.set(`${bucket}\0${name}\0${blob.etag}`, meta);
     return meta;
   }

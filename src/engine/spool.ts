@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { S3Error } from '../errors.js';
+import { BlockHasher } from './blocks.js';
 
 // Upload bodies are spooled to a temp file while every digest the request
 // needs (SHA-256 and MD5 always, plus any x-amz-checksum-* algorithm) is
@@ -24,6 +25,8 @@ export interface Spooled {
   md5: string;
   /** Extra digests by the names they were requested under. */
   extra: Record<string, string>;
+  /** Packed CRC-32 of every 1 MiB block (./blocks.ts). */
+  blocks: Buffer;
   /** True when a tee consumer received every byte (see SpoolOptions.tee). */
   teed?: boolean;
   dispose(): Promise<void>;
@@ -49,6 +52,7 @@ export async function spool(body: Readable, dir: string, opts: SpoolOptions = {}
   const file = tempPath(dir, 'upload');
   const sha = createHash('sha256');
   const md5 = createHash('md5');
+  const blocks = new BlockHasher();
   const extra = Object.entries(opts.extra ?? {});
   const max = opts.maxSize ?? Number.MAX_SAFE_INTEGER;
   let size = 0;
@@ -66,6 +70,7 @@ export async function spool(body: Readable, dir: string, opts: SpoolOptions = {}
       }
       sha.update(chunk);
       md5.update(chunk);
+      blocks.update(chunk);
       for (const [, d] of extra) d.update(chunk);
       if (tee && !tee.write(chunk)) {
         const t = tee;
@@ -97,6 +102,7 @@ export async function spool(body: Readable, dir: string, opts: SpoolOptions = {}
     size,
     sha256: sha.digest('hex'),
     md5: md5.digest('hex'),
+    blocks: blocks.digest(),
     extra: Object.fromEntries(await Promise.all(extra.map(async ([k, d]) => [k, await d.digest()] as const))),
     teed,
     dispose: () => fsp.rm(file, { force: true }),

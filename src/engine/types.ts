@@ -1,8 +1,11 @@
+import type { Readable } from 'node:stream';
+import type { BucketInfo, ByteRange } from '../storage/backend.js';
 import type { CodecOptions } from './codec.js';
 import type { ObjectMeta } from './meta.js';
-import type { Spooled } from './spool.js';
+import type { SpoolOptions, Spooled } from './spool.js';
 
-// The engine's typed inputs: what the HTTP layer hands it.
+// The engine's typed inputs and the narrow interfaces its helpers depend on
+// (so that multipart, copy and listing never import the Engine class).
 
 export interface EngineOptions {
   tmpDir: string;
@@ -16,6 +19,14 @@ export interface EngineOptions {
   maxDeltaObjectSize: number;
   /** Multipart uploads idle longer than this are removed. */
   multipartMaxAgeMs: number;
+  /** Sidecar format written: 2, or 1 during a rolling upgrade from the first release. */
+  writeFormat?: 1 | 2;
+  /** A replaced blob is removed this long after the commit that replaced it. */
+  blobGraceMs?: number;
+  /** An unnamed blob older than this is a crash leftover (sweep). */
+  orphanAgeMs?: number;
+  /** How often the background sweep runs (0: never, not even at start-up). */
+  sweepIntervalMs?: number;
 }
 
 /** What a caller stores along with the bytes. */
@@ -53,4 +64,14 @@ export interface PreEncode {
   finish(): Promise<string | null>;
   /** Stops the encoder and removes its file (always call, in a finally). */
   cancel(): Promise<void>;
+}
+
+/** What multipart uploads and copies need of the engine. */
+export interface ObjectStore {
+  readonly tmpDir: string;
+  headBucket(bucket: string): Promise<BucketInfo>;
+  headObject(bucket: string, key: string): Promise<ObjectMeta>;
+  putObject(input: PutInput): Promise<ObjectMeta>;
+  openObject(bucket: string, meta: ObjectMeta, range?: ByteRange, signal?: AbortSignal): Promise<Readable>;
+  spool(body: Readable, opts?: SpoolOptions): Promise<Spooled>;
 }

@@ -8,7 +8,11 @@ import type { Ctx } from './context.js';
 import { sendError, toS3Error } from './errors.js';
 import { authenticate, authorize, KeyStore } from './auth/authenticate.js';
 import { ROUTES } from './routes.js';
+import { watchSend } from './timeouts.js';
 import { Router, type Level } from './router.js';
+import { ADMIN, isSigned, registerAdmin } from './admin/index.js';
+import { Metrics } from './admin/metrics.js';
+import { logRequest, loggerOptions, noteRequest, requestFacts, startRequest } from './request-log.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -24,8 +28,11 @@ interface Target {
   key?: string;
   query: URLSearchParams;
   resource: string;
+  /** Virtual-hosted style: the bucket came from the Host header. */
+  virtual?: boolean;
 }
 
+/** A path segment to text: a key that is not valid UTF-8 is InvalidURI, as AWS answers. */
 function decode(s: string): string {
   try {
     return decodeURIComponent(s);
@@ -50,7 +57,7 @@ export function parseTarget(rawUrl: string, host: string | undefined, domains: s
   if (domain) {
     const bucket = hostname.slice(0, -(domain.length + 1));
     const key = path.length > 1 ? decode(path.slice(1)) : undefined;
-    return { bucket, key, query, resource: `/${bucket}${key === undefined ? '' : `/${key}`}` };
+    return { bucket, key, query, resource: `/${bucket}${key === undefined ? '' : `/${key}`}`, virtual: true };
   }
   const rest = path.slice(1);
   const slash = rest.indexOf('/');
@@ -71,17 +78,25 @@ export function effectiveKeys(config: Config): { keys: KeyGrant[]; development: 
   return { keys: [{ accessKeyId: DEV_ACCESS_KEY_ID, secretAccessKey: DEV_SECRET_ACCESS_KEY, readOnly: false }], development: true };
 }
 
+/** PEM certificate and key: the app serves HTTPS. */
+export interface TlsFiles {
+  cert: Buffer;
+  key: Buffer;
+}
+
 /** The HTTP app; `makeEngine` receives the app's logger. */
-export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): FastifyInstance {
+export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine, tls?: TlsFiles): FastifyInstance {
   const app = Fastify({
-    logger: { level: config.logLevel, redact: ['req.headers.authorization'] },
+    ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}),
+    logger: loggerOptions(config),
     // Fastify's two lines per request are replaced by one (onResponse below).
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => newRequestId(),
     requestIdHeader: false,
     routerOptions: { maxParamLength: 4096, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false },
     requestTimeout: 0,
-    return503OnClosing: true,
+    // Requests arriving during a graceful stop get an S3 503 (onRequest below).
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     // Malformed percent-encoding in the path is S3's InvalidURI.
     frameworkErrors: (err, req, reply) => {
@@ -99,20 +114,35 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
 
   const router = new Router(ROUTES);
   const { keys, development } = effectiveKeys(config);
-  const keyStore = new KeyStore(keys, config.anonymous);
+  const keyStore = new KeyStore(keys, config.anonymous, config.authSigv2);
+  // The key that signed each request, for its log line.
   if (development) app.log.warn(`no key pair configured: clients sign with the public development pair (access key ${DEV_ACCESS_KEY_ID}, docs/configuration.md); do not expose this port`);
   if (config.anonymous !== 'none') app.log.warn(`anonymous access is enabled (${config.anonymous})`);
 
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-amz-request-id', req.id);
     reply.header('x-amz-id-2', req.id);
     reply.header('server', 'DeltaGliderProxy');
+    startRequest(req);
+    watchSend(reply, config.sendIdleTimeoutSecs * 1000);
+    if (closing) {
+      // Shutting down: every SDK retries a 503 (on another instance, behind a balancer).
+      reply.header('connection', 'close');
+      return sendError(reply, new S3Error('ServiceUnavailable', 'The server is shutting down. Please retry.'), req.url, req.id);
+    }
   });
+  const metrics = new Metrics(engine);
   app.addHook('onResponse', async (req, reply) => {
-    req.log.info({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+    const facts = requestFacts(req, reply);
+    // The proxy's own endpoints (probes, scrapes, console polls) stay out of the S3 figures.
+    if (facts.operation === ADMIN) return void req.log.debug?.({ method: req.method, url: req.url.split('?')[0], status: reply.statusCode }, 'admin request');
+    metrics.observe(facts);
+    logRequest(req, facts);
   });
-
-  app.get('/health', async (_req, reply) => reply.send({ status: 'ok' }));
 
   const handle = async (req: FastifyRequest, reply: FastifyReply) => {
     let resource = req.url;
@@ -120,7 +150,8 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
       const rawUrl = req.raw.url ?? '/';
       const t = parseTarget(rawUrl, req.headers.host, config.virtualHostDomains);
       resource = t.resource;
-      const principal = authenticate(req.raw, rawUrl.replace(/^https?:\/\/[^/]*/i, ''), keyStore);
+      const principal = authenticate(req.raw, rawUrl.replace(/^https?:\/\/[^/]*/i, ''), keyStore, Date.now(), { virtualBucket: t.virtual ? t.bucket : undefined });
+      noteRequest(req, { accessKeyId: principal.accessKeyId });
       const ac = new AbortController();
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) ac.abort();
@@ -128,6 +159,7 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
       const ctx: Ctx = { req, reply, engine, config, bucket: t.bucket, key: t.key, query: t.query, requestId: req.id, signal: ac.signal, resource, principal };
       const level: Level = t.bucket === '' ? 'service' : t.key === undefined ? 'bucket' : 'object';
       const route = router.resolve(ctx, level);
+      noteRequest(req, { operation: route.name });
       authorize(principal, t.bucket, req.method !== 'GET' && req.method !== 'HEAD');
       await route.handler(ctx);
       return reply;
@@ -140,6 +172,15 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
     }
   };
   app.route({ method: ['GET', 'PUT', 'POST', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH'], url: '*', handler: handle, exposeHeadRoute: false });
+  const virtualHosted = (req: FastifyRequest) => parseTarget('/', req.headers.host, config.virtualHostDomains).bucket !== '';
+  // Kept for unsigned probes; a signed request (or a virtual-hosted one)
+  // for /health is S3 for the bucket 'health'.
+  app.route({ method: ['GET', 'HEAD'], url: '/health', exposeHeadRoute: false, handler: (req, reply) => {
+    if (isSigned(req) || virtualHosted(req)) return handle(req, reply);
+    noteRequest(req, { operation: ADMIN });
+    return reply.send({ status: 'ok' });
+  } });
+  registerAdmin(app, { config, engine, keys, metrics, virtualHosted, s3: handle });
 
   app.setErrorHandler((err, req, reply) => sendError(reply, toS3Error(err, req), req.url, req.id));
   app.setNotFoundHandler((req, reply) => sendError(reply, new S3Error('NotImplemented'), req.url, req.id));

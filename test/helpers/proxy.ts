@@ -62,8 +62,12 @@ export async function listFiles(dir: string): Promise<{ rel: string; size: numbe
   return out.sort((a, b) => (a.rel < b.rel ? -1 : 1));
 }
 
-/** The blobs the backend holds for a bucket (any backend), sorted by name. */
+/**
+ * The blobs the backend holds for a bucket (any backend), sorted by name,
+ * once the blobs replaced so far have been removed (settle).
+ */
 export async function blobs(p: Proxy, bucket: string, prefix = ''): Promise<{ name: string; size: number }[]> {
+  await settle(p);
   const out: { name: string; size: number }[] = [];
   for await (const b of p.app.engine.backend.list(bucket, { prefix })) out.push({ name: b.name, size: b.size });
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -81,4 +85,12 @@ export async function localData(p: Proxy): Promise<string[]> {
   } catch {
     return [];
   }
+}
+
+/** Blob names with their 16-hex-digit write ids replaced by ID, for comparisons. */
+export const noIds = (name: string) => name.replace(/\.[0-9a-f]{16}\./, '.ID.');
+
+/** Runs the removals of replaced blobs that the grace period still holds back. */
+export async function settle(p: Proxy): Promise<void> {
+  await p.app.engine.gc.drain();
 }

@@ -15,7 +15,11 @@ const KEEPALIVE_MS = 5000;
  */
 export async function completeMultipartUpload(ctx: Ctx): Promise<void> {
   const id = ctx.query.get('uploadId') ?? '';
-  await ctx.engine.multipart.get(ctx.bucket, ctx.key!, id);
+  // Fail fast before reading the body, unless this retries a Complete that
+  // succeeded (./engine/multipart.ts, COMPLETED_TTL_MS).
+  await ctx.engine.multipart.get(ctx.bucket, ctx.key!, id).catch(async (err) => {
+    if (!(await ctx.engine.multipart.completed(ctx.bucket, ctx.key!, id))) throw err;
+  });
   const doc = parseXml((await readSmallBody(ctx)).toString('utf8'));
   const root = doc.CompleteMultipartUpload as { Part?: { PartNumber?: unknown; ETag?: unknown }[] } | undefined;
   if (!root || typeof root !== 'object' || !Array.isArray(root.Part)) throw new S3Error('MalformedXML');

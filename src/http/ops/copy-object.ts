@@ -1,4 +1,3 @@
-import { copyObject as copy } from '../../engine/copy.js';
 import { authorize } from '../auth/authenticate.js';
 import { checkKey } from '../../engine/keys.js';
 import { S3Error } from '../../errors.js';
@@ -44,7 +43,7 @@ export async function copyObject(ctx: Ctx): Promise<void> {
   if (directive === 'COPY' && src.bucket === ctx.bucket && src.key === ctx.key) {
     throw new S3Error('InvalidRequest', "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.");
   }
-  const { source, result } = await copy(ctx.engine, {
+  const { source, result } = await ctx.engine.copyObject({
     srcBucket: src.bucket,
     srcKey: src.key,
     dstBucket: ctx.bucket,

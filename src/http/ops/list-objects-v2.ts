@@ -1,5 +1,4 @@
 import { S3Error } from '../../errors.js';
-import { listObjects } from '../../engine/list.js';
 import { compareKeys } from '../../engine/listing.js';
 import type { Ctx } from '../context.js';
 import { xmlDocument } from '../xml.js';
@@ -24,7 +23,7 @@ export async function listObjectsV2(ctx: Ctx): Promise<void> {
   const startAfter = ctx.query.get('start-after') ?? '';
   const fromToken = token !== null ? decodeToken(token) : '';
   const after = compareKeys(fromToken, startAfter) > 0 ? fromToken : startAfter;
-  const result = await listObjects(ctx.engine, { bucket: ctx.bucket, prefix: p.prefix, delimiter: p.delimiter, after, maxKeys: p.maxKeys });
+  const result = await ctx.engine.listObjects({ bucket: ctx.bucket, prefix: p.prefix, delimiter: p.delimiter, after, maxKeys: p.maxKeys });
   const keyCount = result.objects.length + result.commonPrefixes.length;
   ctx.reply.header('content-type', 'application/xml');
   ctx.reply.send(

@@ -1,4 +1,3 @@
-import { listObjects as list } from '../../engine/list.js';
 import type { Ctx } from '../context.js';
 import { xmlDocument } from '../xml.js';
 import { commonPrefixes, contents, listParams } from './list-common.js';
@@ -7,12 +6,15 @@ import { commonPrefixes, contents, listParams } from './list-common.js';
 export async function listObjects(ctx: Ctx): Promise<void> {
   const p = listParams(ctx);
   const marker = ctx.query.get('marker') ?? '';
-  const result = await list(ctx.engine, { bucket: ctx.bucket, prefix: p.prefix, delimiter: p.delimiter, after: marker, maxKeys: p.maxKeys });
+  const result = await ctx.engine.listObjects({ bucket: ctx.bucket, prefix: p.prefix, delimiter: p.delimiter, after: marker, maxKeys: p.maxKeys });
   ctx.reply.header('content-type', 'application/xml');
   ctx.reply.send(
     xmlDocument('ListBucketResult', {
       Name: ctx.bucket,
-      Prefix: p.encode(p.prefix),
+      // Version 1 encodes Delimiter, Marker, NextMarker, Key and the common
+      // prefixes, but returns Prefix as sent (as AWS does; botocore decodes
+      // exactly those elements).
+      Prefix: p.prefix,
       Marker: p.encode(marker),
       // S3 returns NextMarker only with a delimiter; without one, clients
       // continue from the last key (ListObjects reference, "NextMarker").

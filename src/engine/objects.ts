@@ -1,0 +1,288 @@
+import * as fsp from 'node:fs/promises';
+import { AlreadyExistsError, PreconditionError, S3Error } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Backend } from '../storage/backend.js';
+import { INLINE_BLOCKS, BLOCK_SIZE } from './blocks.js';
+import type { Codec } from './codec.js';
+import { format1Sidecar, newestFormat1, readFormat1, removeFormat1, type Format1Version } from './format1.js';
+import { namesOf, type Collector } from './gc.js';
+import { dataBlob, deltaspaceOf, metaBlob, newBlobId, objectBlob, objectSidecar } from './keys.js';
+import { KeyedRwLock } from './locks.js';
+import { encodeMeta, parseObjectMeta, seededReference, type BlockDigests, type ObjectMeta, type StoredForm } from './meta.js';
+import type { References, ReferenceVersion } from './references.js';
+import type { FileRouter } from './router.js';
+import { tempPath, type Spooled } from './spool.js';
+import type { EngineOptions, PreEncode, PutInput } from './types.js';
+import { objectUsage, referenceUsage, versionsUsage, type Usage } from './usage.js';
+
+// Writing and removing objects in storage format 2.
+//
+// Every write of bytes goes to a blob name never used before; the object's
+// sidecar `K.object.meta` is the one commit point and names those blobs. It
+// is written conditionally on the version it replaces (If-Match, or
+// If-None-Match for a new key), so two writers of one key, in this instance
+// or in two sharing a backend, cannot both commit over the same version: the
+// loser writes again on top of the winner. Replaced blobs are retired (./gc.ts).
+
+export interface Resolved {
+  /** The format 2 sidecar, with its etag; meta null when it cannot be read. */
+  v2?: { etag: string; meta: ObjectMeta | null; error?: Error };
+  /** The visible format 1 version, when there is no format 2 sidecar. */
+  v1?: Format1Version;
+  /** Every format 1 sidecar of the key (write paths remove them all). */
+  v1all: Format1Version[];
+}
+
+export interface ObjectsDeps {
+  /** Told of every change in what a bucket holds (./usage-tracker.ts). */
+  usage?: (bucket: string, before: Usage | null, after: Usage | null) => void;
+  backend: Backend;
+  refs: References;
+  codec: Codec;
+  router: FileRouter;
+  gc: Collector;
+  opts: EngineOptions;
+  log: Logger;
+}
+
+type Written = { form: StoredForm; ref?: ReferenceVersion };
+
+const isConflict = (err: unknown) => err instanceof PreconditionError || err instanceof AlreadyExistsError;
+
+export class Objects {
+  /** Reference use (read) against reference collection (write), per deltaspace. */
+  private readonly spaceLocks = new KeyedRwLock();
+
+  constructor(private readonly d: ObjectsDeps) {}
+
+  /**
+   * Reads a key's sidecars: the format 2 one, and the format 1 ones only when
+   * there is none (reads) or always (`all`, for the write paths that must
+   * remove every older version).
+   */
+  async resolve(bucket: string, key: string, all = false): Promise<Resolved> {
+    const [blob, v1all] = await Promise.all([
+      this.d.backend.readSmall(bucket, objectSidecar(key)),
+      all ? readFormat1(this.d.backend, bucket, key) : Promise.resolve(null),
+    ]);
+    if (blob) {
+      try {
+        return { v2: { etag: blob.etag, meta: parseObjectMeta(blob.body) }, v1all: v1all ?? [] };
+      } catch (err) {
+        this.d.log.error({ bucket, key, err }, 'unreadable object sidecar');
+        return { v2: { etag: blob.etag, meta: null, error: err as Error }, v1all: v1all ?? [] };
+      }
+    }
+    const v1 = v1all ?? (await readFormat1(this.d.backend, bucket, key));
+    return { v1: newestFormat1(v1), v1all: v1 };
+  }
+
+  async put(input: PutInput): Promise<ObjectMeta> {
+    const { bucket, key, body } = input;
+    const space = deltaspaceOf(key);
+    const eligible = body.size > 0 && body.size <= this.d.opts.maxDeltaObjectSize && this.d.router.isDeltaEligible(key) && this.d.opts.writeFormat !== 1;
+    const releaseSpace = eligible ? await this.spaceLocks.read(`${bucket}\0${space}`) : undefined;
+    let collect = false;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        const cur = await this.resolve(bucket, key, true);
+        input.precondition?.(cur.v2 ? cur.v2.meta : (cur.v1?.meta ?? null));
+        if (this.d.opts.writeFormat === 1) return await this.putFormat1(input, cur);
+        const id = newBlobId();
+        let w: Written | null = null;
+        if (eligible) {
+          const r = await this.storeDelta(bucket, key, space, body, id, attempt === 1 ? input.pre : undefined);
+          w = r.written;
+          // A reference seeded by an upload that then went direct serves no one.
+          collect ||= r.seeded && !w;
+        }
+        w ??= { form: await this.storeDirect(bucket, key, body, id) };
+        const blocks = await this.storeBlocks(bucket, key, id, body.blocks);
+        const ours = [w.form.blob as string, ...(blocks.blob ? [blocks.blob] : [])];
+        let meta = this.describe(input, [w.form], blocks);
+        let etag: string;
+        try {
+          etag = await this.d.backend.putBytes(bucket, objectSidecar(key), encodeMeta(meta), cur.v2 ? { ifMatch: cur.v2.etag } : { ifNoneMatch: true });
+        } catch (err) {
+          await this.discard(bucket, ours);
+          if (isConflict(err) && attempt < 5) continue;
+          if (isConflict(err)) throw new S3Error('ConditionalRequestConflict', undefined, { cause: err });
+          throw err;
+        }
+        if (w.ref && !(await this.d.refs.confirm(bucket, space, w.ref))) {
+          // Another instance is collecting the reference: keep the bytes safe
+          // as a direct object instead (docs/storage-format.md, "Several instances").
+          this.d.log.warn({ bucket, key }, 'reference collected concurrently; storing direct');
+          const direct = await this.storeDirect(bucket, key, body, newBlobId());
+          meta = this.describe(input, [direct], blocks);
+          await this.d.backend.putBytes(bucket, objectSidecar(key), encodeMeta(meta), { ifMatch: etag });
+          this.d.gc.retire(bucket, [w.form.blob as string]);
+          collect = true;
+        }
+        if (this.d.backend.shared && !(await this.d.backend.headBucket(bucket))) {
+          // DeleteBucket through another instance removed the bucket around
+          // this commit: take the write back rather than acknowledge an
+          // object in a bucket that is gone (Backend.deleteBucket).
+          await this.d.backend.delete(bucket, objectSidecar(key)).catch(() => {});
+          await this.discard(bucket, ours);
+          throw new S3Error('NoSuchBucket', undefined, { fields: { BucketName: bucket } });
+        }
+        collect ||= this.retireReplaced(bucket, key, cur);
+        for (const v of cur.v1all) await removeFormat1(this.d.backend, bucket, key, v, (n) => this.d.gc.retire(bucket, n));
+        this.d.usage?.(bucket, usageOf(cur), objectUsage(meta));
+        return meta;
+      }
+    } finally {
+      releaseSpace?.();
+      if (collect) await this.collectReference(bucket, space);
+    }
+  }
+
+  /** Retires the blobs of a replaced format 2 version; true if it held a delta. */
+  private retireReplaced(bucket: string, key: string, cur: Resolved): boolean {
+    void key;
+    const old = cur.v2?.meta;
+    let delta = cur.v1all.some((v) => v.kind === 'delta');
+    if (old) {
+      this.d.gc.retire(bucket, [...namesOf(old)]);
+      delta ||= old.stored.some((f) => f.kind === 'delta');
+    }
+    return delta;
+  }
+
+  /** Blobs written for a commit that did not happen: no one can name them. */
+  private async discard(bucket: string, names: string[]): Promise<void> {
+    for (const n of names) await this.d.backend.delete(bucket, n).catch(() => {});
+  }
+
+  private describe(input: PutInput, stored: StoredForm[], blocks: BlockDigests): ObjectMeta {
+    return {
+      format: 2,
+      tool: this.d.opts.toolVersion,
+      key: input.key,
+      size: input.body.size,
+      sha256: input.body.sha256,
+      md5: input.body.md5,
+      etag: input.etag ?? input.body.md5,
+      created: new Date().toISOString(),
+      content_type: input.contentType || 'application/octet-stream',
+      headers: input.headers,
+      user_metadata: input.userMetadata,
+      checksums: input.checksums,
+      ...(input.parts ? { parts: input.parts } : {}),
+      ...(input.partSizes ? { part_sizes: input.partSizes } : {}),
+      stored,
+      blocks,
+      kind: stored[0].kind,
+      stored_size: stored[0].size ?? 0,
+      ...(seededReference(input.body.sha256, stored) ? { seeded_reference: true } : {}),
+    };
+  }
+
+  private async storeDirect(bucket: string, key: string, body: Spooled, id: string): Promise<StoredForm> {
+    const blob = objectBlob(key, 'direct', id);
+    const etag = await this.d.backend.putFile(bucket, blob, body.path);
+    return { kind: 'direct', blob, size: body.size, etag };
+  }
+
+  private async storeBlocks(bucket: string, key: string, id: string, digests: Buffer): Promise<BlockDigests> {
+    const base = { size: BLOCK_SIZE, alg: 'crc32' as const };
+    if (digests.length / 4 <= INLINE_BLOCKS) return { ...base, inline: digests.toString('base64') };
+    const blob = objectBlob(key, 'blocks', id);
+    const etag = await this.d.backend.putBytes(bucket, blob, digests);
+    return { ...base, blob, blob_etag: etag };
+  }
+
+  /** Stores a delta when it is worth it (max_delta_ratio); `written` null means "store direct". */
+  private async storeDelta(bucket: string, key: string, space: string, body: Spooled, id: string, pre?: PreEncode): Promise<{ written: Written | null; seeded: boolean }> {
+    const { ref, created: seeded } = await this.d.refs.ensure(bucket, space, body, key);
+    if (seeded) this.d.usage?.(bucket, null, referenceUsage(ref));
+    // Only an encoder that saw every byte of this very body can stand for it.
+    const preFile = pre && body.teed && pre.refSha === ref.sha256 ? await pre.finish() : null;
+    this.d.log.debug?.({ bucket, key, overlapped: !!preFile }, 'delta encode');
+    let out = preFile;
+    let handle;
+    try {
+      if (!out) {
+        handle = await this.d.refs.open(bucket, ref);
+        out = tempPath(this.d.opts.tmpDir, 'delta');
+        await this.d.codec.encode(handle.path, handle.size, body.path, out);
+      }
+      const { size } = await fsp.stat(out);
+      if (size / body.size >= this.d.opts.maxDeltaRatio) return { written: null, seeded };
+      const blob = objectBlob(key, 'delta', id);
+      const etag = await this.d.backend.putFile(bucket, blob, out);
+      const form: StoredForm = { kind: 'delta', blob, size, etag, codec: 'xdelta3', reference: { blob: ref.blob, sha256: ref.sha256, size: ref.size, ...(ref.blob_etag ? { etag: ref.blob_etag } : {}) } };
+      return { written: { form, ref }, seeded };
+    } finally {
+      handle?.release();
+      if (out && out !== preFile) await fsp.rm(out, { force: true });
+    }
+  }
+
+  /**
+   * Rolling-upgrade writes (`storage_format = 1`): a direct object in format
+   * 1, which the first release reads; the key's format 2 sidecar, if any,
+   * goes after the commit so that the new bytes are what every reader sees.
+   */
+  private async putFormat1(input: PutInput, cur: Resolved): Promise<ObjectMeta> {
+    const { bucket, key, body } = input;
+    const dataEtag = await this.d.backend.putFile(bucket, dataBlob(key, 'direct'), body.path);
+    const meta = this.describe(input, [{ kind: 'direct', blob: dataBlob(key, 'direct'), size: body.size, etag: dataEtag }], { size: BLOCK_SIZE, alg: 'crc32' });
+    delete meta.blocks;
+    meta.format = 1;
+    const prev = cur.v1all.find((v) => v.kind === 'direct');
+    await this.d.backend.putBytes(bucket, metaBlob(key, 'direct'), format1Sidecar(meta, dataEtag), prev ? { ifMatch: prev.etag } : { ifNoneMatch: true });
+    if (cur.v2) {
+      await this.d.backend.delete(bucket, objectSidecar(key), { ifMatch: cur.v2.etag }).catch((err) => {
+        if (!(err instanceof PreconditionError)) throw err;
+      });
+      this.retireReplaced(bucket, key, { ...cur, v1all: [] });
+    }
+    const delta = cur.v1all.find((v) => v.kind === 'delta');
+    if (delta) await removeFormat1(this.d.backend, bucket, key, delta, (n) => this.d.gc.retire(bucket, n));
+    return meta;
+  }
+
+  /** Removes every version of a key; true when one was visible. */
+  async remove(bucket: string, key: string): Promise<boolean> {
+    const cur = await this.resolve(bucket, key, true);
+    let collect = false;
+    if (cur.v2) {
+      try {
+        await this.d.backend.delete(bucket, objectSidecar(key), { ifMatch: cur.v2.etag });
+        collect = this.retireReplaced(bucket, key, { ...cur, v1all: [] });
+      } catch (err) {
+        // Replaced meanwhile (another instance): the newer write stands, as
+        // if it came after this delete.
+        if (!(err instanceof PreconditionError)) throw err;
+      }
+    }
+    for (const v of cur.v1all) {
+      await removeFormat1(this.d.backend, bucket, key, v, (n) => this.d.gc.retire(bucket, n));
+      collect ||= v.kind === 'delta';
+    }
+    this.d.usage?.(bucket, usageOf(cur), null);
+    if (collect) await this.collectReference(bucket, deltaspaceOf(key));
+    return !!(cur.v2?.meta || cur.v1?.meta);
+  }
+
+  async collectReference(bucket: string, space: string): Promise<void> {
+    const release = await this.spaceLocks.write(`${bucket}\0${space}`);
+    try {
+      for (const ref of await this.d.refs.collectIfUnused(bucket, space)) this.d.usage?.(bucket, referenceUsage(ref), null);
+    } catch (err) {
+      // Not fatal: an unused reference only costs space; the next delete in
+      // the deltaspace, or the sweep, tries again.
+      this.d.log.warn({ bucket, space, err }, 'reference clean-up failed');
+    } finally {
+      release();
+    }
+  }
+}
+
+/** What a key's stored versions cost (both formats), or null when it has none. */
+function usageOf(cur: Resolved): Usage | null {
+  const metas = [cur.v2?.meta ?? undefined, ...cur.v1all.map((v) => v.meta ?? undefined)];
+  return versionsUsage(metas);
+}
