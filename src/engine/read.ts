@@ -4,6 +4,7 @@ import { NotFoundError } from '../errors.js';
 import type { Backend, ByteRange } from '../storage/backend.js';
 import { BLOCK_SIZE, BlockVerifier, blockSpan } from './blocks.js';
 import type { Codec } from './codec.js';
+import { isGzipForm, type GzipForm, type GzipKind } from './gzip-form.js';
 import { UnsupportedFormatError, type ObjectMeta, type StoredForm } from './meta.js';
 import type { References } from './references.js';
 import { IntegrityError, VerifyingStream } from './verify.js';
@@ -18,15 +19,18 @@ export interface ReadDeps {
   backend: Backend;
   refs: References;
   codec: Codec;
+  /** The gzip form (./gzip-form.ts); without it such forms are unknown. */
+  gzip?: GzipKind;
 }
 
 type DirectForm = Extract<StoredForm, { kind: 'direct'; codec?: never }> & { kind: 'direct'; blob: string; size: number; etag: string };
 type DeltaForm = Extract<StoredForm, { kind: 'delta'; codec: 'xdelta3' }>;
 
 /** The first stored form this release can read; refuses, never guesses, otherwise. */
-export function readableForm(meta: ObjectMeta): DirectForm | DeltaForm {
+export function readableForm(meta: ObjectMeta, gzip = true): DirectForm | DeltaForm | GzipForm {
   for (const f of meta.stored) {
     if (f.kind === 'direct' || (f.kind === 'delta' && (f as DeltaForm).codec === 'xdelta3')) return f as DirectForm | DeltaForm;
+    if (gzip && isGzipForm(f)) return f;
   }
   throw new UnsupportedFormatError(`stored as ${meta.stored.map((f) => f.kind).join(', ')}, which this release cannot read`);
 }
@@ -47,7 +51,7 @@ async function digestsOf(deps: ReadDeps, bucket: string, meta: ObjectMeta, first
  * blob is gone before the first byte (the caller may resolve again).
  */
 export async function openStored(deps: ReadDeps, bucket: string, meta: ObjectMeta, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
-  const form = readableForm(meta);
+  const form = readableForm(meta, !!deps.gzip);
   const what = `${bucket}/${meta.key}`;
   const full = !range || (range.start === 0 && range.end === meta.size - 1);
   if (full || !meta.blocks) {
@@ -69,8 +73,13 @@ export async function openStored(deps: ReadDeps, bucket: string, meta: ObjectMet
  * span; delta: decoded from the start, with the bytes before the span
  * dropped and the decoder stopped once the reader has what it needs).
  */
-async function openForm(deps: ReadDeps, bucket: string, form: DirectForm | DeltaForm, span: ByteRange | undefined, signal: AbortSignal | undefined, what: string): Promise<Readable> {
+async function openForm(deps: ReadDeps, bucket: string, form: DirectForm | DeltaForm | GzipForm, span: ByteRange | undefined, signal: AbortSignal | undefined, what: string): Promise<Readable> {
   const { backend, refs, codec } = deps;
+  if (form.kind === 'gzip') {
+    // Rebuilt from the start (deflate has no random access); bytes before the span are dropped.
+    const out = await deps.gzip!.open(bucket, form as GzipForm, signal);
+    return span && span.start > 0 ? pipeInto(out, new Skip(span.start)) : out;
+  }
   if (form.kind === 'direct') {
     const { body, size } = await backend.getStream(bucket, form.blob, { range: span, signal });
     if (size !== form.size) {
