@@ -2,7 +2,8 @@
 // `npm pack` into a cache outside git, plus the same tars re-gzipped by other writers.
 // Prints which writers reproduce, analyze/rebuild speed, and what xdelta3 saves on the
 // .tgz files versus on their decompressed .tar contents (each version against the
-// package's first, as a deltaspace reference).
+// package's first, as a deltaspace reference); then the same releases through the
+// engine (PUT in order, GET back verified), with the wall-clock speeds of both.
 //
 //   npm run build && node dist/bench/gzip-corpus.js [cacheDir]
 //   (default cache: $GZIP_CORPUS_DIR or ~/.cache/deltaglider-gzip-corpus)
@@ -10,11 +11,13 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, homedir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, gzipSync } from 'node:zlib';
 import { execa } from 'execa';
+import { Engine } from '../src/engine/engine.js';
 import { analyzeGzip, rebuildGzip } from '../src/engine/gzip/index.js';
+import { FilesystemBackend } from '../src/storage/filesystem/fs-backend.js';
 import { installedImplVersion } from '../src/engine/gzip/recipe.js';
 
 const PACKAGES: Array<[string, string[]]> = [
@@ -69,6 +72,51 @@ async function fetchTgz(cache: string, pkg: string, ver: string): Promise<string
 const cpuMs = (a: NodeJS.CpuUsage, b: NodeJS.CpuUsage) => (b.user - a.user + b.system - a.system) / 1000;
 const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
 const mbps = (bytes: number, ms: number) => `${(bytes / 2 ** 20 / (ms / 1000)).toFixed(1)} MiB/s`;
+
+/** PUTs the releases in order into one deltaspace of a fresh engine, then GETs them back. */
+async function throughEngine(dir: string, pkg: string, files: string[]): Promise<string> {
+  await rm(dir, { recursive: true, force: true });
+  const e = new Engine(new FilesystemBackend(join(dir, 'data')), {
+    tmpDir: join(dir, 'tmp'),
+    cacheDir: join(dir, 'cache'),
+    cacheBytes: 256 << 20,
+    maxDeltaRatio: 0.5,
+    deltaExtensions: ['.tgz'],
+    codec: { binary: 'xdelta3', level: 9, secondary: 'default', maxWindow: 1 << 30 },
+    toolVersion: 'bench',
+    maxDeltaObjectSize: 1 << 30,
+    multipartMaxAgeMs: 3600_000,
+  });
+  await e.init();
+  try {
+    await e.createBucket('b');
+    let logical = 0, stored = 0, putMs = 0, getMs = 0;
+    const kinds: string[] = [];
+    for (const f of files) {
+      const t0 = performance.now();
+      const body = await e.spool(createReadStream(f));
+      const meta = await e.putObject({ bucket: 'b', key: `${pkg}/${basename(f)}`, body, headers: {}, userMetadata: {}, checksums: {} });
+      await body.dispose();
+      putMs += performance.now() - t0;
+      logical += meta.size;
+      stored += meta.stored_size + (meta.seeded_reference ? meta.size : 0);
+      kinds.push(meta.kind);
+    }
+    for (const f of files) {
+      const t0 = performance.now();
+      const meta = await e.headObject('b', `${pkg}/${basename(f)}`);
+      const h = createHash('sha256');
+      for await (const c of await e.openObject('b', meta)) h.update(c as Buffer);
+      getMs += performance.now() - t0;
+      if (h.digest('hex') !== meta.sha256) throw new Error(`${f}: GET differs`);
+    }
+    const tally = [...new Set(kinds)].map((k) => `${kinds.filter((x) => x === k).length} ${k}`).join(', ');
+    return `| ${pkg} (${files.length}) | ${tally} | ${(logical / 1024).toFixed(0)} KiB | ${(stored / 1024).toFixed(0)} KiB | ${pct(1 - stored / logical)} | ${mbps(logical, putMs)} | ${mbps(logical, getMs)} |`;
+  } finally {
+    await e.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
 
 async function main(): Promise<void> {
   const cache = process.argv[2] ?? process.env.GZIP_CORPUS_DIR ?? join(homedir(), '.cache', 'deltaglider-gzip-corpus');
@@ -148,6 +196,14 @@ async function main(): Promise<void> {
   console.log('| package | versions | later versions reproduced | reference .tgz / .tar | later versions: xdelta3 on .tgz saves | later versions: gzip kind (.tar delta + recipe) saves | all versions, today | all versions, gzip kind |');
   console.log('|---|---|---|---|---|---|---|---|');
   for (const l of savings) console.log(l);
+
+  console.log('\nThrough the engine (filesystem backend; stored = blobs written, the reference included; speeds in MiB of .tgz per wall-clock second):\n');
+  console.log('| package | stored as | logical | stored | saving | PUT | GET |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const [pkg, versions] of PACKAGES) {
+    const files = await Promise.all(versions.map((v) => fetchTgz(cache, pkg, v)));
+    console.log(await throughEngine(join(tmp, `engine-${pkg}`), pkg, files));
+  }
 
   console.log('\n| npm release | XFL | OS | reproduced with |');
   console.log('|---|---|---|---|');
