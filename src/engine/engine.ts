@@ -19,6 +19,7 @@ import { References } from './references.js';
 import { FileRouter } from './router.js';
 import { Collector } from './gc.js';
 import { DecodedCache } from './decoded-cache.js';
+import { GZIP_DEFAULTS, GzipKind } from './gzip-form.js';
 import { UsageTracker } from './usage-tracker.js';
 import { spool, type SpoolOptions, type Spooled } from './spool.js';
 import type { EngineOptions, ObjectStore, PreEncode, PutInput } from './types.js';
@@ -44,6 +45,8 @@ export class Engine implements ObjectStore {
   private readonly decoded: DecodedCache;
   private readonly refs: References;
   private readonly objects: Objects;
+  /** The gzip stored form: written only when its start-up self-test passes. */
+  private readonly gzip: GzipKind;
   private readonly lister: Lister;
   private readonly keyLocks = new KeyedRwLock();
   private readonly buckets = new Map<string, { info: BucketInfo; until: number }>();
@@ -65,7 +68,8 @@ export class Engine implements ObjectStore {
     this.gc = new Collector(backend, { graceMs: opts.blobGraceMs ?? 60_000, orphanAgeMs: opts.orphanAgeMs ?? 3600_000 }, log);
     this.refs = new References(backend, this.cache, opts.toolVersion, log, this.gc);
     this.usage = new UsageTracker(backend, log);
-    this.objects = new Objects({ backend, refs: this.refs, codec: this.codec, router: this.router, gc: this.gc, opts, log, usage: (b, before, after) => this.usage.record(b, before, after) });
+    this.gzip = new GzipKind({ backend, refs: this.refs, codec: this.codec, tmpDir: opts.tmpDir, maxDeltaRatio: opts.maxDeltaRatio, log }, { ...GZIP_DEFAULTS, ...opts.gzip });
+    this.objects = new Objects({ backend, refs: this.refs, codec: this.codec, router: this.router, gc: this.gc, gzip: this.gzip, opts, log, usage: (b, before, after) => this.usage.record(b, before, after) });
     this.gc.onDeltaRemoved = (bucket, space) => this.objects.collectReference(bucket, space);
     this.multipart = new Multipart(backend, this, log);
     this.lister = new Lister(backend, (b) => this.headBucket(b), (b, k) => this.findObject(b, k));
@@ -82,6 +86,7 @@ export class Engine implements ObjectStore {
     await fsp.mkdir(path.join(this.opts.cacheDir, 'decoded'), { recursive: true });
     for (const f of await fsp.readdir(this.opts.tmpDir)) await fsp.rm(`${this.opts.tmpDir}/${f}`, { force: true, recursive: true });
     await this.backend.init();
+    await this.gzip.init();
     // Abandoned multipart uploads: swept at start-up, then hourly.
     const sweepUploads = () => this.multipart.sweep(this.opts.multipartMaxAgeMs).catch((err) => this.log.warn({ err }, 'multipart sweep failed'));
     await sweepUploads();
@@ -246,7 +251,7 @@ export class Engine implements ObjectStore {
 
   /** Streams an object (or an inclusive range of it), verified as it goes (./read.ts). */
   openObject(bucket: string, meta: ObjectMeta, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
-    return openStored({ backend: this.backend, refs: this.refs, codec: this.codec, decoded: this.decoded }, bucket, meta, range, signal);
+    return openStored({ backend: this.backend, refs: this.refs, codec: this.codec, decoded: this.decoded, gzip: this.gzip }, bucket, meta, range, signal);
   }
 
   /** See ./pre-encode.ts. */

@@ -8,11 +8,13 @@
 // (./keys.ts). Both parse into ObjectMeta; writers write format 2 unless the
 // rolling-upgrade setting asks for format 1.
 
+import { isGzipForm, type GzipForm } from './gzip-form.js';
+
 /** The newest sidecar format this release reads and writes. */
 export const FORMAT_VERSION = 2;
 
 /** A stored form this release knows how to read. */
-export type FormKind = 'direct' | 'delta';
+export type FormKind = 'direct' | 'delta' | 'gzip';
 
 export interface ReferenceRef {
   /** Blob name of the reference (format 2: immutable, `reference.<id>.bin`). */
@@ -29,6 +31,8 @@ export interface ReferenceRef {
 export type StoredForm =
   | { kind: 'direct'; blob: string; size: number; etag: string }
   | { kind: 'delta'; blob: string; size: number; etag: string; codec: 'xdelta3'; reference: ReferenceRef }
+  /** A gzip upload as a delta of its decompressed bytes plus a recipe (./gzip-form.ts). */
+  | GzipForm
   /** A kind written by a newer release: kept as read, never used. */
   | { kind: string; blob?: string; size?: number; etag?: string; [k: string]: unknown };
 
@@ -145,6 +149,7 @@ function parseForm(f: unknown): StoredForm | null {
       if (!r || typeof r.blob !== 'string' || typeof r.sha256 !== 'string' || !Number.isSafeInteger(r.size)) return null;
     }
   }
+  if (x.kind === 'gzip' && !isGzipForm(x as StoredForm)) return null;
   return x as StoredForm;
 }
 

@@ -4,6 +4,7 @@ import type { Logger } from '../log.js';
 import type { Backend } from '../storage/backend.js';
 import { INLINE_BLOCKS, BLOCK_SIZE } from './blocks.js';
 import type { Codec } from './codec.js';
+import type { GzipKind } from './gzip-form.js';
 import { format1Sidecar, newestFormat1, readFormat1, removeFormat1, type Format1Version } from './format1.js';
 import { namesOf, type Collector } from './gc.js';
 import { dataBlob, deltaspaceOf, metaBlob, newBlobId, objectBlob, objectSidecar } from './keys.js';
@@ -41,6 +42,8 @@ export interface ObjectsDeps {
   codec: Codec;
   router: FileRouter;
   gc: Collector;
+  /** The gzip stored form, tried before a plain delta for gzip uploads. */
+  gzip?: GzipKind;
   opts: EngineOptions;
   log: Logger;
 }
@@ -198,6 +201,16 @@ export class Objects {
     const { ref, created: seeded } = await this.d.refs.ensure(bucket, space, body, key);
     if (seeded) this.d.usage?.(bucket, null, referenceUsage(ref));
     // Only an encoder that saw every byte of this very body can stand for it.
+    if (!seeded && this.d.gzip) {
+      // A gzip upload whose decompressed bytes reproduce: a delta of those (./gzip-form.ts).
+      const refRef = { blob: ref.blob, sha256: ref.sha256, size: ref.size, ...(ref.blob_etag ? { etag: ref.blob_etag } : {}) };
+      const form = await this.d.gzip.store(bucket, key, body, refRef, id).catch((err: unknown) => {
+        this.d.log.warn({ bucket, key, err }, 'gzip form failed; trying a plain delta');
+        return null;
+      });
+      // (An overlapped plain encode, if any, is cancelled by the caller.)
+      if (form) return { written: { form, ref }, seeded };
+    }
     const preFile = pre && body.teed && pre.refSha === ref.sha256 ? await pre.finish() : null;
     this.d.log.debug?.({ bucket, key, overlapped: !!preFile }, 'delta encode');
     let out = preFile;

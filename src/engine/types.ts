@@ -7,6 +7,8 @@ import type { SpoolOptions, Spooled } from './spool.js';
 // The engine's typed inputs and the narrow interfaces its helpers depend on
 // (so that multipart, copy and listing never import the Engine class).
 
+import type { GzipOptions } from './gzip-form.js';
+
 export interface EngineOptions {
   tmpDir: string;
   cacheDir: string;
@@ -29,6 +31,8 @@ export interface EngineOptions {
   sweepIntervalMs?: number;
   /** Disk budget of decoded delta objects kept for ranged reads (./decoded-cache.ts). */
   decodedCacheBytes?: number;
+  /** The gzip stored form (./gzip-form.ts); defaults in GZIP_DEFAULTS. */
+  gzip?: Partial<GzipOptions>;
 }
 
 /** What a caller stores along with the bytes. */

@@ -144,7 +144,7 @@ export async function scanUsage(backend: Backend, bucket: string, prefix = '', o
     const s = space(deltaspaceOf(meta.key));
     const u = objectUsage(meta, bytes);
     s.objects++;
-    if (meta.kind === 'delta') s.deltas++;
+    if (meta.kind === 'delta' || meta.kind === 'gzip') s.deltas++;
     else s.direct++;
     s.logical_bytes += u.logical;
     s.stored_bytes += u.stored;
