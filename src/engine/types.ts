@@ -3,6 +3,7 @@ import type { BucketInfo, ByteRange } from '../storage/backend.js';
 import type { CodecOptions } from './codec.js';
 import type { ObjectMeta } from './meta.js';
 import type { SpoolOptions, Spooled } from './spool.js';
+import type { CliLayoutOptions } from './cli-layout/layout.js';
 
 // The engine's typed inputs and the narrow interfaces its helpers depend on
 // (so that multipart, copy and listing never import the Engine class).
@@ -27,6 +28,8 @@ export interface EngineOptions {
   orphanAgeMs?: number;
   /** How often the background sweep runs (0: never, not even at start-up). */
   sweepIntervalMs?: number;
+  /** Proxy buckets kept in the DeltaGlider CLI's layout (config backend.cli_buckets). */
+  cliLayout?: CliLayoutOptions;
 }
 
 /** What a caller stores along with the bytes. */
