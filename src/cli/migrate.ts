@@ -15,7 +15,9 @@ import { parseTarget } from './scrub.js';
 // same name, which clients see once the name leaves backend.cli_buckets.
 // Exit code 0: every object is at the destination, verified; 1 otherwise.
 
-export async function runMigrate(config: Config, targets: string[], json: boolean, out = process.stdout, err = process.stderr): Promise<number> {
+type Sink = { write(s: string): unknown };
+
+export async function runMigrate(config: Config, targets: string[], json: boolean, out: Sink = process.stdout, err: Sink = process.stderr): Promise<number> {
   const src = parseTarget(targets[0]);
   const dst = targets[1] ? parseTarget(targets[1]) : { bucket: src.bucket };
   if (!src.bucket || targets.length > 2) throw new ConfigError('usage: deltaglider-proxy migrate s3://cli-bucket[/prefix] [s3://proxy-bucket]');

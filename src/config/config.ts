@@ -209,6 +209,9 @@ Usage: deltaglider-proxy [options]
        deltaglider-proxy scrub [s3://bucket[/prefix]] [--json] [options]
          reads every object and reference back and checks it against its
          digests (no running server needed; exit code 1 when damage is found)
+       deltaglider-proxy migrate s3://cli-bucket[/prefix] [s3://proxy-bucket] [--json] [options]
+         copies a bucket in the DeltaGlider CLI's layout (backend.cli_buckets)
+         into the native format, verifying every object; resumable
 
 Options:
   -l, --listen HOST:PORT   listen address (DELTAGLIDER_PROXY_LISTEN_ADDR, default 127.0.0.1:9000)
