@@ -12,7 +12,7 @@ import type { ReferenceCache } from '../refcache.js';
 import { tempPath } from '../spool.js';
 import { IntegrityError, VerifyingStream } from '../verify.js';
 import { rebuildFromRaw } from './gzip.js';
-import { parseXdeltaHeader } from './vcdiff.js';
+import { parseXdeltaHeader, type XdeltaHeader } from './vcdiff.js';
 
 // Reading objects of the CLI layout. Every byte sent is checked against the
 // CLI's whole-object SHA-256 (dg-file-sha256); the layout records no block
@@ -78,7 +78,7 @@ export async function openCli(deps: CliReadDeps, bucket: string, meta: ObjectMet
       out.once('close', () => handle.release());
       return pipeInto(out, verify());
     }
-    const file = await decodeCompressed(deps, bucket, meta, form.blob, handle.path, hdr.targetComp, signal);
+    const file = await decodeCompressed(deps, bucket, meta, form.blob, handle.path, hdr, signal);
     handle.release();
     const out = createReadStream(file);
     out.once('close', () => void fsp.rm(file, { force: true }));
@@ -102,13 +102,15 @@ async function readHead(deps: CliReadDeps, bucket: string, name: string, signal?
  * again only where that reproduces dg-file-sha256 (./gzip.ts). Everything
  * happens before the first byte is sent, so a failure is a clean error.
  */
-async function decodeCompressed(deps: CliReadDeps, bucket: string, meta: ObjectMeta, blob: string, ref: string, comp: string, signal?: AbortSignal): Promise<string> {
+async function decodeCompressed(deps: CliReadDeps, bucket: string, meta: ObjectMeta, blob: string, ref: string, hdr: XdeltaHeader, signal?: AbortSignal): Promise<string> {
+  const comp = hdr.targetComp;
   const why = (detail: string) =>
     new S3Error(
       'NotImplemented',
       `${meta.key} was stored by the DeltaGlider CLI as an xdelta3 delta of decompressed ${comp === 'G' ? 'gzip' : 'compressed'} data (xdelta3 without -D), and ${detail}; the CLI's own download of it fails its SHA-256 check too.`,
     );
-  if (comp && comp !== 'G') throw why('only gzip output can be compressed again by this release');
+  // xdelta3 runs the compressor the header names; only gzip is let through.
+  if ((comp && comp !== 'G') || (hdr.sourceComp && hdr.sourceComp !== 'G')) throw why('only gzip data can be handled by this release');
   const delta = tempPath(deps.tmpDir, 'cli-delta');
   const raw = tempPath(deps.tmpDir, 'cli-raw');
   try {

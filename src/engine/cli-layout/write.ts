@@ -72,6 +72,10 @@ export async function putCli(d: CliWriteDeps, bucket: string, backendBucket: str
       const space = deltaspaceOf(key);
       const refName = referenceName(space);
       const ref = await ensureReference(d, backendBucket, refName, input, name);
+      if (!ref) {
+        d.log.warn({ bucket, key, reference: refName }, 'CLI layout: reference without dg-file-sha256; storing direct');
+        return null;
+      }
       const out = tempPath(d.opts.tmpDir, 'cli-delta');
       let handle;
       try {
@@ -126,14 +130,16 @@ export async function putCli(d: CliWriteDeps, bucket: string, backendBucket: str
  * new one. Created with If-None-Match so that two first uploads agree on one
  * (the CLI itself re-reads after writing and keeps the first).
  */
-async function ensureReference(d: CliWriteDeps, backendBucket: string, refName: string, input: PutInput, name: string): Promise<{ sha256: string; seeded: boolean }> {
+async function ensureReference(d: CliWriteDeps, backendBucket: string, refName: string, input: PutInput, name: string): Promise<{ sha256: string; seeded: boolean } | null> {
+  // null: something is there that is not a reference this can use.
   const existing = async () => {
     const h = await d.store.head(backendBucket, refName);
-    const sha = h && field(h.metadata, 'file_sha256');
+    if (!h) return undefined;
+    const sha = field(h.metadata, 'file_sha256');
     return sha ? { sha256: sha, seeded: false } : null;
   };
   const found = await existing();
-  if (found) return found;
+  if (found !== undefined) return found;
   const metadata = {
     'dg-tool': d.opts.toolVersion,
     'dg-source-name': name,
@@ -148,7 +154,7 @@ async function ensureReference(d: CliWriteDeps, backendBucket: string, refName: 
   } catch (err) {
     if (!(err instanceof AlreadyExistsError)) throw err;
     const again = await existing();
-    if (!again) throw new S3Error('ConditionalRequestConflict', 'The deltaspace reference changed concurrently; please retry.', { cause: err });
+    if (again === undefined) throw new S3Error('ConditionalRequestConflict', 'The deltaspace reference changed concurrently; please retry.', { cause: err });
     return again;
   }
 }
