@@ -166,8 +166,12 @@ for o in s3.list_objects_v2(Bucket='releases', Prefix='app/')['Contents']:
       ['cp', 's3://cli-data/new/readme.txt', path.join(dir, 'got-readme.txt')],
       ['ls', '-r', 's3://cli-data/'],
       ['verify', 's3://cli-data/app/v3.zip.delta'],
+      // Mixed deltaspace the other way: the CLI's delta against the proxy's reference.
+      ['cp', path.join(dir, 'v2.zip'), 's3://cli-data/new/v2.zip'],
     );
-    t.same(r.map((x) => x.code), [0, 0, 0, 0, 0, 0], r.map((x) => x.out).join('\n'));
+    t.same(r.map((x) => x.code), [0, 0, 0, 0, 0, 0, 0], r.map((x) => x.out).join('\n'));
+    t.match(r[6].out, /new\/v2\.zip\.delta/, 'the CLI stored a delta against the reference the proxy seeded');
+    t.equal(sha(await body(c, 'releases', 'new/v2.zip')), sha(files['v2.zip']), 'the proxy reads the CLI delta in its deltaspace');
     t.equal(sha(await fsp.readFile(path.join(dir, 'got-v3.zip'))), sha(v3));
     t.equal(sha(await fsp.readFile(path.join(dir, 'got-x.zip'))), sha(files['v1.zip']));
     t.equal(sha(await fsp.readFile(path.join(dir, 'got-big.zip'))), sha(big));
@@ -192,7 +196,7 @@ for o in s3.list_objects_v2(Bucket='releases', Prefix='app/')['Contents']:
     const names = async (Prefix: string) => (await moto.client.send(new ListObjectsV2Command({ Bucket: 'cli-data', Prefix }))).Contents?.map((o) => o.Key) ?? [];
     t.ok((await names('app/')).includes('app/reference.bin'), 'app/ still has deltas');
     t.equal(sha(await body(c, 'releases', 'app/v2.zip')), sha(expect['app/v2.zip']));
-    for (const Key of ['new/x.zip', 'new/big.zip']) await c.send(new DeleteObjectCommand({ Bucket: 'releases', Key }));
+    for (const Key of ['new/x.zip', 'new/big.zip', 'new/v2.zip']) await c.send(new DeleteObjectCommand({ Bucket: 'releases', Key }));
     t.same(await names('new/'), ['new/readme.txt'], 'the last delta took the reference with it');
   });
 
@@ -217,5 +221,15 @@ for o in s3.list_objects_v2(Bucket='releases', Prefix='app/')['Contents']:
     await runMigrate(config, ['s3://releases', 's3://migrated'], true, sink, progress);
     const again = JSON.parse(out.join('')) as { copied: number; skipped: number };
     t.same([again.copied, again.skipped], [0, keys.length], 'a second run finds everything there');
+
+    // In place: into the native bucket of the same name, seen once the mapping goes.
+    out.length = 0;
+    t.equal(await runMigrate(config, ['s3://releases/app/'], true, sink, progress), 0);
+    const nativeOnly = await startProxy(t, { ...native, cliBuckets: [] });
+    const n = sdk(nativeOnly.url);
+    t.teardown(() => n.destroy());
+    const inPlace = await n.send(new ListObjectsV2Command({ Bucket: 'releases' }));
+    t.same(inPlace.Contents?.map((o) => o.Key), ['app/notes.txt', 'app/v2.zip', 'app/v3.zip']);
+    t.equal(sha(await body(n, 'releases', 'app/v2.zip')), sha(expect['app/v2.zip']));
   });
 });
