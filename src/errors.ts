@@ -19,6 +19,7 @@ export const S3_ERRORS = {
   InvalidAccessKeyId: [403, 'The AWS access key Id you provided does not exist in our records.'],
   InvalidArgument: [400, 'Invalid Argument'],
   InvalidBucketName: [400, 'The specified bucket is not valid.'],
+  InvalidLocationConstraint: [400, 'The specified location-constraint is not valid.'],
   InvalidDigest: [400, 'The Content-MD5 or checksum you specified is not valid.'],
   InvalidPart: [400, 'One or more of the specified parts could not be found.'],
   InvalidPartOrder: [400, 'The list of parts was not in ascending order.'],
@@ -38,6 +39,7 @@ export const S3_ERRORS = {
   NoSuchUpload: [404, 'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.'],
   NotImplemented: [501, 'A header or query you provided implies functionality that is not implemented.'],
   NotModified: [304, 'Not Modified'],
+  RequestTimeout: [400, 'Your socket connection to the server was not read from or written to within the timeout period.'],
   PreconditionFailed: [412, 'At least one of the pre-conditions you specified did not hold'],
   RequestTimeTooSkewed: [403, "The difference between the request time and the server's time is too large."],
   ServiceUnavailable: [503, 'Please reduce your request rate.'],
@@ -100,5 +102,28 @@ export class PreconditionError extends Error {
   constructor(what: string) {
     super(`precondition failed: ${what}`);
     this.name = 'PreconditionError';
+  }
+}
+
+/** A bucket still holds live objects (backends raise it from deleteBucket). */
+export class NotEmptyError extends Error {
+  constructor(what: string) {
+    super(`not empty: ${what}`);
+    this.name = 'NotEmptyError';
+  }
+}
+
+/**
+ * A bounded resource (the codec pool, a backend's request rate) is full.
+ * Backend-neutral: the HTTP edge answers 503 SlowDown with Retry-After.
+ */
+export class BusyError extends Error {
+  constructor(
+    what: string,
+    /** Seconds after which a retry is worth it. */
+    readonly retryAfterSeconds = 1,
+  ) {
+    super(`busy: ${what}`);
+    this.name = 'BusyError';
   }
 }

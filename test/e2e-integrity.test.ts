@@ -2,6 +2,7 @@ import {
   CompleteMultipartUploadCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
+  DeleteBucketCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   PutObjectCommand,
@@ -175,6 +176,44 @@ t.test('format 2 integrity', async (t) => {
         t.match((done.reason as Error).name, /InvalidPart|NoSuchUpload/, `round ${round}: or Complete refuses`);
       }
     }
+  });
+
+  await t.test('DeleteBucket racing PUTs never destroys an acknowledged object', async (t) => {
+    let acked = 0;
+    let deleted = 0;
+    for (let round = 0; round < 8; round++) {
+      const bucket = `racing-${round}`;
+      await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+      const puts = [0, 1, 2].map(async (i) => {
+        await new Promise((r) => setTimeout(r, i * 3));
+        try {
+          await s3.send(new PutObjectCommand({ Bucket: bucket, Key: `k${i}.txt`, Body: `body ${i}` }));
+          return `k${i}.txt`;
+        } catch (err) {
+          t.equal((err as { name?: string }).name, 'NoSuchBucket', 'a refused PUT says why');
+          return null;
+        }
+      });
+      const del = s3.send(new DeleteBucketCommand({ Bucket: bucket })).then(
+        () => true,
+        (err) => {
+          t.equal((err as { name?: string }).name, 'BucketNotEmpty');
+          return false;
+        },
+      );
+      const [keys, gone] = [await Promise.all(puts), await del];
+      const ok = keys.filter((k): k is string => k !== null);
+      acked += ok.length;
+      if (gone) {
+        deleted++;
+        t.same(ok, [], `round ${round}: the bucket went, so no PUT was acknowledged`);
+      }
+      for (const key of ok) {
+        const got = await readAll(s3, bucket, key);
+        t.equal(got.body.toString(), `body ${key.slice(1, 2)}`, `round ${round}: acknowledged ${key} reads`);
+      }
+    }
+    t.comment(`${acked} acknowledged PUTs, ${deleted} buckets deleted`);
   });
 
   await t.test('damage in a stored part fails Complete', async (t) => {

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import t from 'tap';
-import { authenticate, KeyStore } from '../src/http/auth/authenticate.js';
+import { authenticate, KeyStore, unsignedAmzHeaders } from '../src/http/auth/authenticate.js';
 import { canonicalQuery, canonicalUris, uriEncode } from '../src/http/auth/sigv4.js';
 import { AwsChunkedDecoder } from '../src/http/chunked.js';
 
@@ -105,10 +105,18 @@ t.test('clock skew, unknown keys and malformed headers', async (t) => {
   req.headers.authorization = 'AWS4-HMAC-SHA256 Credential=x';
   t.throws(() => authenticate(req, '/x', keys, DOC_TIME), { code: 'AuthorizationHeaderMalformed' });
   req.headers.authorization = 'AWS AKID:sig';
-  t.throws(() => authenticate(req, '/x', keys, DOC_TIME), { code: 'InvalidRequest' });
+  t.throws(() => authenticate(req, '/x', keys, DOC_TIME), { code: 'InvalidAccessKeyId' }, 'SigV2 is verified');
+  const v4only = new KeyStore([{ accessKeyId: AKID, secretAccessKey: SECRET, readOnly: false }], 'none', false);
+  t.throws(() => authenticate(req, '/x', v4only, DOC_TIME), { code: 'InvalidRequest' }, 'auth.sigv2 = false refuses SigV2');
   const unsigned = { method: 'GET', headers: {}, rawHeaders: [] } as unknown as IncomingMessage;
   t.throws(() => authenticate(unsigned, '/x', keys, DOC_TIME), { code: 'AccessDenied' });
   t.equal(authenticate(unsigned, '/x', new KeyStore([], 'read-only'), DOC_TIME).readOnly, true);
+});
+
+t.test('headers a signature must cover', async (t) => {
+  const raw = ['Host', 'h', 'X-Amz-Meta-A', 'b', 'x-amz-content-sha256', 'c', 'X-Amz-Date', 'd', 'x-amzn-trace-id', 'e', 'User-Agent', 'f'];
+  t.same(unsignedAmzHeaders(raw, ['x-amz-date']), ['host', 'x-amz-meta-a'], 'host and x-amz-*, but not x-amz-content-sha256 (as AWS)');
+  t.same(unsignedAmzHeaders(raw, ['host', 'x-amz-date', 'x-amz-meta-a']), []);
 });
 
 t.test('canonical pieces', async (t) => {

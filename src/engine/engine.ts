@@ -1,6 +1,6 @@
 import * as fsp from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { AlreadyExistsError, NotFoundError, S3Error } from '../errors.js';
+import { AlreadyExistsError, NotEmptyError, NotFoundError, S3Error } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { Backend, BucketInfo, ByteRange } from '../storage/backend.js';
 import { Codec } from './codec.js';
@@ -45,6 +45,8 @@ export class Engine implements ObjectStore {
   /** Held for reading by every object write; DeleteBucket takes it for writing. */
   private readonly bucketLocks = new KeyedRwLock();
   private timers: NodeJS.Timeout[] = [];
+  /** Buckets deleted through this instance: a write that waited on the bucket lock checks again. */
+  private readonly removed = new Set<string>();
   /** Buckets in the DeltaGlider CLI's layout (./cli-layout/), when configured. */
   private readonly cli?: CliLayout;
 
@@ -106,11 +108,12 @@ export class Engine implements ObjectStore {
     return [...native.filter((b) => !this.cli!.has(b.name)), ...cli].sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
-  async createBucket(bucket: string): Promise<void> {
+  async createBucket(bucket: string, opts: { location?: string } = {}): Promise<void> {
     checkBucketName(bucket);
     if (this.cli?.has(bucket)) return this.cli.createBucket(bucket);
+    this.removed.delete(bucket);
     try {
-      await this.backend.createBucket(bucket);
+      await this.backend.createBucket(bucket, opts);
     } catch (err) {
       if (err instanceof AlreadyExistsError) throw new S3Error('BucketAlreadyOwnedByYou', undefined, { fields: { BucketName: bucket } });
       throw err;
@@ -156,8 +159,14 @@ export class Engine implements ObjectStore {
       this.buckets.delete(bucket);
       // Uploads in progress go with the bucket: nothing could complete them.
       for (const u of await this.multipart.list(bucket)) await this.multipart.abort(bucket, u.rec.key, u.id);
-      await this.backend.deleteBucket(bucket);
+      try {
+        await this.backend.deleteBucket(bucket, (name) => !!keyOfMetaBlob(name));
+      } catch (err) {
+        if (err instanceof NotEmptyError) throw new S3Error('BucketNotEmpty', undefined, { fields: { BucketName: bucket } });
+        throw err;
+      }
       this.buckets.delete(bucket);
+      this.removed.add(bucket);
     } finally {
       release();
     }
@@ -210,7 +219,11 @@ export class Engine implements ObjectStore {
     const release = await this.bucketLocks.read(input.bucket);
     const releaseKey = await this.keyLocks.write(`${input.bucket}\0${input.key}`);
     try {
-      return await (this.cli?.has(input.bucket) ? this.cli.put(input) : this.objects.put(input));
+      if (this.cli?.has(input.bucket)) return await this.cli.put(input);
+      if (this.removed.has(input.bucket) && !(await this.backend.headBucket(input.bucket))) {
+        throw new S3Error('NoSuchBucket', undefined, { fields: { BucketName: input.bucket } });
+      }
+      return await this.objects.put(input);
     } finally {
       releaseKey();
       release();

@@ -116,6 +116,14 @@ export class Objects {
           this.d.gc.retire(bucket, [w.form.blob as string]);
           collect = true;
         }
+        if (this.d.backend.shared && !(await this.d.backend.headBucket(bucket))) {
+          // DeleteBucket through another instance removed the bucket around
+          // this commit: take the write back rather than acknowledge an
+          // object in a bucket that is gone (Backend.deleteBucket).
+          await this.d.backend.delete(bucket, objectSidecar(key)).catch(() => {});
+          await this.discard(bucket, ours);
+          throw new S3Error('NoSuchBucket', undefined, { fields: { BucketName: bucket } });
+        }
         collect ||= this.retireReplaced(bucket, key, cur);
         for (const v of cur.v1all) await removeFormat1(this.d.backend, bucket, key, v, (n) => this.d.gc.retire(bucket, n));
         return meta;

@@ -7,7 +7,9 @@ import { S3Error } from '../errors.js';
 import type { Ctx } from './context.js';
 import { sendError, toS3Error } from './errors.js';
 import { authenticate, authorize, KeyStore } from './auth/authenticate.js';
+import { logSafeUrl } from './auth/redact.js';
 import { ROUTES } from './routes.js';
+import { watchSend } from './timeouts.js';
 import { Router, type Level } from './router.js';
 
 declare module 'fastify' {
@@ -24,8 +26,11 @@ interface Target {
   key?: string;
   query: URLSearchParams;
   resource: string;
+  /** Virtual-hosted style: the bucket came from the Host header. */
+  virtual?: boolean;
 }
 
+/** A path segment to text: a key that is not valid UTF-8 is InvalidURI, as AWS answers. */
 function decode(s: string): string {
   try {
     return decodeURIComponent(s);
@@ -50,7 +55,7 @@ export function parseTarget(rawUrl: string, host: string | undefined, domains: s
   if (domain) {
     const bucket = hostname.slice(0, -(domain.length + 1));
     const key = path.length > 1 ? decode(path.slice(1)) : undefined;
-    return { bucket, key, query, resource: `/${bucket}${key === undefined ? '' : `/${key}`}` };
+    return { bucket, key, query, resource: `/${bucket}${key === undefined ? '' : `/${key}`}`, virtual: true };
   }
   const rest = path.slice(1);
   const slash = rest.indexOf('/');
@@ -71,17 +76,25 @@ export function effectiveKeys(config: Config): { keys: KeyGrant[]; development: 
   return { keys: [{ accessKeyId: DEV_ACCESS_KEY_ID, secretAccessKey: DEV_SECRET_ACCESS_KEY, readOnly: false }], development: true };
 }
 
+/** PEM certificate and key: the app serves HTTPS. */
+export interface TlsFiles {
+  cert: Buffer;
+  key: Buffer;
+}
+
 /** The HTTP app; `makeEngine` receives the app's logger. */
-export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): FastifyInstance {
+export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine, tls?: TlsFiles): FastifyInstance {
   const app = Fastify({
-    logger: { level: config.logLevel, redact: ['req.headers.authorization'] },
+    ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}),
+    logger: { level: config.logLevel, redact: ['req.headers.authorization', 'req.headers["x-amz-security-token"]', 'req.url'] },
     // Fastify's two lines per request are replaced by one (onResponse below).
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => newRequestId(),
     requestIdHeader: false,
     routerOptions: { maxParamLength: 4096, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false },
     requestTimeout: 0,
-    return503OnClosing: true,
+    // Requests arriving during a graceful stop get an S3 503 (onRequest below).
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     // Malformed percent-encoding in the path is S3's InvalidURI.
     frameworkErrors: (err, req, reply) => {
@@ -99,17 +112,29 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
 
   const router = new Router(ROUTES);
   const { keys, development } = effectiveKeys(config);
-  const keyStore = new KeyStore(keys, config.anonymous);
+  const keyStore = new KeyStore(keys, config.anonymous, config.authSigv2);
+  // The key that signed each request, for its log line.
+  const signer = new WeakMap<FastifyRequest, { accessKeyId?: string; auth: string }>();
   if (development) app.log.warn(`no key pair configured: clients sign with the public development pair (access key ${DEV_ACCESS_KEY_ID}, docs/configuration.md); do not expose this port`);
   if (config.anonymous !== 'none') app.log.warn(`anonymous access is enabled (${config.anonymous})`);
 
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-amz-request-id', req.id);
     reply.header('x-amz-id-2', req.id);
     reply.header('server', 'DeltaGliderProxy');
+    watchSend(reply, config.sendIdleTimeoutSecs * 1000);
+    if (closing) {
+      // Shutting down: every SDK retries a 503 (on another instance, behind a balancer).
+      reply.header('connection', 'close');
+      return sendError(reply, new S3Error('ServiceUnavailable', 'The server is shutting down. Please retry.'), req.url, req.id);
+    }
   });
   app.addHook('onResponse', async (req, reply) => {
-    req.log.info({ method: req.method, url: req.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+    req.log.info({ method: req.method, url: logSafeUrl(req.url), ...signer.get(req), status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
   });
 
   app.get('/health', async (_req, reply) => reply.send({ status: 'ok' }));
@@ -120,7 +145,8 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
       const rawUrl = req.raw.url ?? '/';
       const t = parseTarget(rawUrl, req.headers.host, config.virtualHostDomains);
       resource = t.resource;
-      const principal = authenticate(req.raw, rawUrl.replace(/^https?:\/\/[^/]*/i, ''), keyStore);
+      const principal = authenticate(req.raw, rawUrl.replace(/^https?:\/\/[^/]*/i, ''), keyStore, Date.now(), { virtualBucket: t.virtual ? t.bucket : undefined });
+      signer.set(req, { accessKeyId: principal.accessKeyId, auth: principal.auth });
       const ac = new AbortController();
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) ac.abort();

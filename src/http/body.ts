@@ -5,6 +5,7 @@ import { S3Error } from '../errors.js';
 import { AwsChunkedDecoder, type ChunkVerifier } from './chunked.js';
 import { CHECKSUM_ALGORITHMS, isChecksumAlgorithm, newChecksum, type ChecksumAlgorithm } from './checksums.js';
 import { header, type Ctx } from './context.js';
+import { guardedBody } from './timeouts.js';
 
 // Request bodies: aws-chunked decoding, length checks, and every integrity
 // check S3 applies to an upload (Content-MD5, x-amz-content-sha256,
@@ -35,13 +36,20 @@ function chunkDecoder(ctx: Ctx): AwsChunkedDecoder {
   return new AwsChunkedDecoder(verifier);
 }
 
-/** A hex x-amz-content-sha256 must be the body's SHA-256 (SigV4 signed payload). */
+/**
+ * Every payload hash the request declares (x-amz-content-sha256, or the
+ * signed X-Amz-Content-Sha256 of a presigned URL) must be the body's SHA-256.
+ */
 function checkContentSha(ctx: Ctx, sha256: string): void {
   const contentSha = header(ctx, 'x-amz-content-sha256');
-  if (contentSha && /^[0-9a-f]{64}$/i.test(contentSha) && contentSha.toLowerCase() !== sha256) {
-    throw new S3Error('XAmzContentSHA256Mismatch', undefined, {
-      fields: { ClientComputedContentSHA256: contentSha, S3ComputedContentSHA256: sha256 },
-    });
+  const declared = [...ctx.principal.payloadSha256];
+  if (contentSha && /^[0-9a-f]{64}$/i.test(contentSha)) declared.push(contentSha.toLowerCase());
+  for (const d of declared) {
+    if (d !== sha256) {
+      throw new S3Error('XAmzContentSHA256Mismatch', undefined, {
+        fields: { ClientComputedContentSHA256: d, S3ComputedContentSHA256: sha256 },
+      });
+    }
   }
 }
 
@@ -96,12 +104,13 @@ export async function receiveBody(ctx: Ctx, opts: BodyOptions): Promise<Received
   const md5Header = header(ctx, 'content-md5');
   if (md5Header !== undefined && Buffer.from(md5Header, 'base64').length !== 16) throw new S3Error('InvalidDigest');
 
-  let body: Readable = ctx.req.raw;
+  const raw = guardedBody(ctx);
+  let body: Readable = raw;
   let decoder: AwsChunkedDecoder | undefined;
   if (chunked) {
     decoder = chunkDecoder(ctx);
-    ctx.req.raw.on('error', (err) => decoder!.destroy(err));
-    body = ctx.req.raw.pipe(decoder);
+    raw.on('error', (err) => decoder!.destroy(err));
+    body = raw.pipe(decoder);
   }
   const extra = Object.fromEntries([...wanted].map((alg) => [alg, newChecksum(alg)]));
   const spooled = await ctx.engine.spool(body, { extra, maxSize: opts.maxSize, signal: ctx.signal, tee: opts.tee });
@@ -129,11 +138,12 @@ export async function receiveBody(ctx: Ctx, opts: BodyOptions): Promise<Received
 
 /** Reads a small request body (XML documents) with a size cap, decoding aws-chunked. */
 export async function readSmallBody(ctx: Ctx, limit = 2 * 1024 * 1024): Promise<Buffer> {
-  let body: Readable = ctx.req.raw;
+  const raw = guardedBody(ctx);
+  let body: Readable = raw;
   if (isAwsChunked(ctx)) {
     const decoder = chunkDecoder(ctx);
-    ctx.req.raw.on('error', (err) => decoder.destroy(err));
-    body = ctx.req.raw.pipe(decoder);
+    raw.on('error', (err) => decoder.destroy(err));
+    body = raw.pipe(decoder);
   }
   const chunks: Buffer[] = [];
   let n = 0;

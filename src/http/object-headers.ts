@@ -3,6 +3,7 @@ import type { ObjectMeta } from '../engine/meta.js';
 import type { ByteRange } from '../storage/backend.js';
 import { S3Error } from '../errors.js';
 import { header, type Ctx } from './context.js';
+import { metadataFromHeader, metadataToHeader } from './user-metadata.js';
 
 // Object headers in and out, conditional requests and ranges.
 
@@ -24,9 +25,10 @@ export function attributesFrom(ctx: Ctx): Omit<ObjectAttributes, 'checksums'> {
   for (const [name, value] of Object.entries(ctx.req.headers)) {
     if (!name.startsWith('x-amz-meta-') || value === undefined) continue;
     const k = name.slice('x-amz-meta-'.length);
-    const v = Array.isArray(value) ? value.join(',') : value;
+    const v = metadataFromHeader(Array.isArray(value) ? value.join(',') : value);
     userMetadata[k] = v;
-    size += k.length + v.length;
+    // The 2 KB are bytes of the UTF-8 of names and values.
+    size += Buffer.byteLength(k) + Buffer.byteLength(v);
   }
   if (size > MAX_USER_METADATA) throw new S3Error('MetadataTooLarge', undefined, { fields: { MaxSizeAllowed: String(MAX_USER_METADATA) } });
   return { contentType: header(ctx, 'content-type'), headers, userMetadata };
@@ -42,7 +44,7 @@ export function setObjectHeaders(ctx: Ctx, meta: ObjectMeta, withChecksums: bool
   r.header('content-type', meta.content_type);
   r.header('accept-ranges', 'bytes');
   for (const [k, v] of Object.entries(meta.headers)) r.header(k, v);
-  for (const [k, v] of Object.entries(meta.user_metadata)) r.header(`x-amz-meta-${k}`, v);
+  for (const [k, v] of Object.entries(meta.user_metadata)) r.header(`x-amz-meta-${k}`, metadataToHeader(v));
   if (meta.parts) r.header('x-amz-mp-parts-count', String(meta.parts));
   setStorageHeaders(ctx, meta);
   if (withChecksums) {
@@ -134,6 +136,25 @@ export const RESPONSE_OVERRIDES: Record<string, string> = {
   'response-content-disposition': 'content-disposition',
   'response-content-encoding': 'content-encoding',
 };
+
+/**
+ * The response-* overrides of a request, checked: a value that cannot be an
+ * HTTP header value (CR, LF and other control characters, or characters
+ * beyond Latin-1, RFC 9110 section 5.5) is 400 InvalidArgument, as S3
+ * answers, never a failure while the response is being written.
+ */
+export function responseOverrides(ctx: Ctx): [string, string][] {
+  const out: [string, string][] = [];
+  for (const [param, name] of Object.entries(RESPONSE_OVERRIDES)) {
+    const v = ctx.query.get(param);
+    if (v === null) continue;
+    if (/[^\t\x20-\x7e\x80-\xff]/.test(v)) {
+      throw new S3Error('InvalidArgument', `Header value cannot be represented using ISO-8859-1.`, { fields: { ArgumentName: param, ArgumentValue: v.replace(/[^\x20-\x7e]/g, '?') } });
+    }
+    out.push([name, v]);
+  }
+  return out;
+}
 
 /**
  * Buckets are never versioned here, so every object has the one version

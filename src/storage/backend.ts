@@ -17,6 +17,8 @@ export interface BlobInfo {
 export interface BucketInfo {
   name: string;
   created: Date;
+  /** The LocationConstraint given at creation (GetBucketLocation), when known. */
+  location?: string;
 }
 
 export interface ByteRange {
@@ -76,10 +78,15 @@ export interface Backend {
   listBuckets(): Promise<BucketInfo[]>;
   /** Returns the bucket or null when it does not exist. */
   headBucket(bucket: string): Promise<BucketInfo | null>;
-  /** Throws AlreadyExistsError when the bucket exists. */
-  createBucket(bucket: string): Promise<void>;
-  /** Removes an empty bucket (internal leftovers are the backend's to remove). */
-  deleteBucket(bucket: string): Promise<void>;
+  /** Throws AlreadyExistsError when the bucket exists. `location` is kept in the bucket record. */
+  createBucket(bucket: string, opts?: { location?: string }): Promise<void>;
+  /**
+   * Removes a bucket and every blob left in it. The bucket disappears first
+   * (no write that checks it afterwards can land in it); then, if any blob
+   * satisfies `live` (an object committed meanwhile), the bucket is restored
+   * as it was and NotEmptyError thrown.
+   */
+  deleteBucket(bucket: string, live?: (name: string) => boolean): Promise<void>;
 
   /**
    * Stores the file at `path` as blob `name`, atomically (never half-visible).

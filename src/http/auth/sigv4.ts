@@ -104,7 +104,7 @@ export function signString(secret: string, scope: Scope, stringToSign: string): 
   return signer.signature();
 }
 
-export function requestStringToSign(amzDate: string, scope: Scope, canonicalRequest: string): string {
+export function requestStringToSign(amzDate: string, scope: Scope, canonicalRequest: string | Buffer): string {
   return ['AWS4-HMAC-SHA256', amzDate, scopeString(scope), sha256hex(canonicalRequest)].join('\n');
 }
 

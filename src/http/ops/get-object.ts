@@ -3,7 +3,7 @@ import type { ObjectMeta } from '../../engine/meta.js';
 import type { ByteRange } from '../../storage/backend.js';
 import { S3Error } from '../../errors.js';
 import { header, type Ctx } from '../context.js';
-import { RESPONSE_OVERRIDES, checkConditions, checkVersionId, parseRange, setObjectHeaders } from '../object-headers.js';
+import { checkConditions, checkVersionId, parseRange, responseOverrides, setObjectHeaders } from '../object-headers.js';
 
 /**
  * GetObject and HeadObject: GET|HEAD /bucket/key, with a single Range,
@@ -11,7 +11,11 @@ import { RESPONSE_OVERRIDES, checkConditions, checkVersionId, parseRange, setObj
  */
 export async function getObject(ctx: Ctx): Promise<void> {
   checkVersionId(ctx);
+  const overrides = responseOverrides(ctx);
   const partNumber = ctx.query.get('partNumber');
+  if (partNumber !== null && header(ctx, 'range') !== undefined) {
+    throw new S3Error('InvalidRequest', 'Cannot specify both Range header and partNumber query parameter');
+  }
   // The engine resolves the key once and streams exactly that version; the
   // check runs on it (again, should the version change before the first byte).
   const { meta, range, body } = await ctx.engine.getObject(
@@ -26,10 +30,7 @@ export async function getObject(ctx: Ctx): Promise<void> {
   );
   const whole = !range;
   setObjectHeaders(ctx, meta, whole && header(ctx, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED');
-  for (const [param, name] of Object.entries(RESPONSE_OVERRIDES)) {
-    const v = ctx.query.get(param);
-    if (v !== null) ctx.reply.header(name, v);
-  }
+  for (const [name, v] of overrides) ctx.reply.header(name, v);
   if (range) {
     ctx.reply.code(206);
     ctx.reply.header('content-range', `bytes ${range.start}-${range.end}/${meta.size}`);
@@ -46,13 +47,16 @@ export async function getObject(ctx: Ctx): Promise<void> {
 }
 
 /**
- * The byte range of part `n` (GetObject ?partNumber): the part as uploaded for
- * multipart objects; part 1 is the whole of any other object.
+ * The byte range of part `n` (GetObject ?partNumber, "effectively performs a
+ * 'ranged' GET request for the part specified"): the part as uploaded for
+ * multipart objects; part 1 is the whole of any other object, answered as
+ * 206 with its Content-Range as AWS does. A part beyond the object's part
+ * count is 400 InvalidPart, as AWS answers (and s3-tests expect).
  */
 function partRange(meta: ObjectMeta, n: number): ByteRange | undefined {
   const sizes = meta.part_sizes ?? [meta.size];
-  if (n > sizes.length) throw new S3Error('InvalidPartNumber', undefined, { headers: { 'x-amz-mp-parts-count': String(sizes.length) } });
-  if (!meta.part_sizes) return undefined;
+  if (n > sizes.length) throw new S3Error('InvalidPart', `The requested part number ${n} is beyond the object's ${sizes.length} part(s).`, { fields: { PartNumber: String(n) } });
+  if (!meta.part_sizes) return meta.size > 0 ? { start: 0, end: meta.size - 1 } : undefined;
   const start = sizes.slice(0, n - 1).reduce((a, b) => a + b, 0);
   return { start, end: start + sizes[n - 1] - 1 };
 }

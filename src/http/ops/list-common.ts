@@ -15,6 +15,22 @@ export interface ListParams {
   encodingType?: string;
 }
 
+/**
+ * S3's encoding-type=url: form encoding (a space is '+') of the UTF-8 bytes,
+ * leaving letters, digits and - _ . * / as they are; clients decode it with
+ * unquote_plus (botocore) or decodeURIComponent after '+' (the SDKs).
+ */
+export function s3UrlEncode(s: string): string {
+  let out = '';
+  for (const byte of Buffer.from(s, 'utf8')) {
+    const c = String.fromCharCode(byte);
+    if (/[A-Za-z0-9\-_.*/]/.test(c)) out += c;
+    else if (c === ' ') out += '+';
+    else out += '%' + byte.toString(16).toUpperCase().padStart(2, '0');
+  }
+  return out;
+}
+
 export function listParams(ctx: Ctx): ListParams {
   const q = ctx.query;
   const rawMax = q.get('max-keys');
@@ -32,7 +48,7 @@ export function listParams(ctx: Ctx): ListParams {
   }
   // encoding-type=url: keys and prefixes in the response are URL-encoded, for
   // keys holding characters XML cannot carry well.
-  const encode = encodingType === 'url' ? (s: string) => encodeURIComponent(s).replace(/%2F/g, '/') : (s: string) => s;
+  const encode = encodingType === 'url' ? s3UrlEncode : (s: string) => s;
   return { prefix: q.get('prefix') ?? '', delimiter: q.get('delimiter') ?? '', maxKeys, encode, encodingType };
 }
 

@@ -11,7 +11,10 @@ export async function listObjects(ctx: Ctx): Promise<void> {
   ctx.reply.send(
     xmlDocument('ListBucketResult', {
       Name: ctx.bucket,
-      Prefix: p.encode(p.prefix),
+      // Version 1 encodes Delimiter, Marker, NextMarker, Key and the common
+      // prefixes, but returns Prefix as sent (as AWS does; botocore decodes
+      // exactly those elements).
+      Prefix: p.prefix,
       Marker: p.encode(marker),
       // S3 returns NextMarker only with a delimiter; without one, clients
       // continue from the last key (ListObjects reference, "NextMarker").

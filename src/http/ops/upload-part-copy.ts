@@ -21,10 +21,18 @@ export async function uploadPartCopy(ctx: Ctx): Promise<void> {
   let range: { start: number; end: number } | undefined;
   const rawRange = header(ctx, 'x-amz-copy-source-range');
   if (rawRange !== undefined) {
+    // UploadPartCopy reference, x-amz-copy-source-range: "bytes=first-last",
+    // zero-based and inclusive. A malformed value is InvalidArgument; one
+    // outside the source object is InvalidRange (as AWS and s3-tests answer).
     const m = /^bytes=(\d+)-(\d+)$/.exec(rawRange.trim());
-    if (!m || Number(m[1]) > Number(m[2]) || Number(m[2]) >= source.size) {
+    if (!m || Number(m[1]) > Number(m[2])) {
       throw new S3Error('InvalidArgument', 'The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy', {
         fields: { ArgumentName: 'x-amz-copy-source-range', ArgumentValue: rawRange },
+      });
+    }
+    if (Number(m[2]) >= source.size) {
+      throw new S3Error('InvalidRange', `Range specified is not valid for source object of size: ${source.size}`, {
+        fields: { RangeRequested: rawRange.trim(), ActualObjectSize: String(source.size) },
       });
     }
     range = { start: Number(m[1]), end: Number(m[2]) };

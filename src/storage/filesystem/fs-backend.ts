@@ -3,7 +3,7 @@ import * as fsp from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { AlreadyExistsError, NotFoundError, PreconditionError } from '../../errors.js';
+import { AlreadyExistsError, NotEmptyError, NotFoundError, PreconditionError } from '../../errors.js';
 import type { Backend, BlobInfo, BucketInfo, DeleteOptions, GetOptions, ListOptions, PutOptions, SmallBlob } from '../backend.js';
 import { INTERNAL_PREFIX, decodeComponents, encodeName, encodePrefixDir } from './names.js';
 
@@ -37,12 +37,20 @@ function isCode(err: unknown, ...codes: string[]): boolean {
  * them, named by ./names.ts. Writes go to a temp file in the target directory,
  * are fsynced, then renamed (or linked, for create-only writes) into place.
  */
+export interface FilesystemOptions {
+  /** Called after each fsync, file or directory (tests check the order of durability). */
+  onSync?: (path: string, what: 'file' | 'dir') => void;
+}
+
 export class FilesystemBackend implements Backend {
   readonly kind = 'filesystem' as const;
   readonly shared = false;
   readonly root: string;
 
-  constructor(root: string) {
+  constructor(
+    root: string,
+    private readonly fsOpts: FilesystemOptions = {},
+  ) {
     this.root = path.resolve(root);
   }
 
@@ -81,8 +89,8 @@ export class FilesystemBackend implements Backend {
   async headBucket(bucket: string): Promise<BucketInfo | null> {
     const dir = this.bucketDir(bucket);
     try {
-      const rec = JSON.parse(await fsp.readFile(path.join(dir, BUCKET_RECORD), 'utf8')) as { created: string };
-      return { name: bucket, created: new Date(rec.created) };
+      const rec = JSON.parse(await fsp.readFile(path.join(dir, BUCKET_RECORD), 'utf8')) as { created: string; location?: string };
+      return { name: bucket, created: new Date(rec.created), ...(rec.location ? { location: rec.location } : {}) };
     } catch (err) {
       if (!isCode(err, 'ENOENT', 'ENOTDIR') && !(err instanceof SyntaxError)) throw err;
     }
@@ -96,7 +104,7 @@ export class FilesystemBackend implements Backend {
     }
   }
 
-  async createBucket(bucket: string): Promise<void> {
+  async createBucket(bucket: string, opts: { location?: string } = {}): Promise<void> {
     const dir = this.bucketDir(bucket);
     try {
       await fsp.mkdir(dir);
@@ -104,12 +112,13 @@ export class FilesystemBackend implements Backend {
       if (isCode(err, 'EEXIST')) throw new AlreadyExistsError(bucket);
       throw err;
     }
-    await this.writeAtomic(dir, BUCKET_RECORD, JSON.stringify({ created: new Date().toISOString() }));
+    await this.writeAtomic(dir, BUCKET_RECORD, JSON.stringify({ created: new Date().toISOString(), ...(opts.location ? { location: opts.location } : {}) }));
   }
 
-  async deleteBucket(bucket: string): Promise<void> {
-    // Only internal files and empty directories may remain: the engine has
-    // checked that no object is left.
+  async deleteBucket(bucket: string, live?: (name: string) => boolean): Promise<void> {
+    // One instance per data dir: its engine holds the bucket's lock against
+    // writes, so this last look and the removal cannot be overtaken.
+    if (live) for await (const b of this.list(bucket)) if (live(b.name)) throw new NotEmptyError(bucket);
     await fsp.rm(this.bucketDir(bucket), { recursive: true, force: true });
   }
 
@@ -126,6 +135,7 @@ export class FilesystemBackend implements Backend {
         let etag: string;
         try {
           await fh.sync();
+          this.fsOpts.onSync?.(final, 'file');
           etag = etagOf(await fh.stat({ bigint: true }));
         } finally {
           await fh.close();
@@ -159,6 +169,7 @@ export class FilesystemBackend implements Backend {
     const fh = await fsp.open(dir, 'r');
     try {
       await fh.sync();
+      this.fsOpts.onSync?.(dir, 'dir');
     } catch {
       // Some filesystems refuse fsync on directories; rename is still atomic.
     } finally {
@@ -303,7 +314,8 @@ export class FilesystemBackend implements Backend {
     for (const ent of entries) {
       const p = path.join(dir, ent.name);
       if (ent.isDirectory()) {
-        if (depth === 0 && ent.name.startsWith('.')) continue; // internal dirs
+        // Internal dirs hold no %%tmp- files, except the multipart uploads'.
+        if (depth === 0 && ent.name.startsWith('.') && ent.name !== '.uploads') continue;
         await this.removeStaleTemps(p, depth + 1);
       } else if (ent.name.startsWith(`${INTERNAL_PREFIX}tmp-`)) {
         await fsp.rm(p, { force: true });

@@ -16,7 +16,7 @@ import * as fsp from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
-import { AlreadyExistsError, NotFoundError, PreconditionError, S3Error } from '../../errors.js';
+import { AlreadyExistsError, NotFoundError, PreconditionError, S3Error, NotEmptyError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Backend, BlobInfo, BucketInfo, DeleteOptions, GetOptions, ListOptions, PutOptions, SmallBlob } from '../backend.js';
 
@@ -145,17 +145,21 @@ export class S3Backend implements Backend {
   async headBucket(bucket: string): Promise<BucketInfo | null> {
     try {
       const r = await this.client.send(new HeadObjectCommand({ Bucket: this.opts.bucket, Key: this.bucketRecord(bucket) }));
-      return { name: bucket, created: r.LastModified ?? new Date(0) };
+      const location = r.Metadata?.location;
+      return { name: bucket, created: r.LastModified ?? new Date(0), ...(location ? { location } : {}) };
     } catch (err) {
       if (isNotFound(err)) return null;
       throw this.translate(err, 'headBucket');
     }
   }
 
-  async createBucket(bucket: string): Promise<void> {
+  async createBucket(bucket: string, opts: { location?: string } = {}): Promise<void> {
+    // The location constraint also travels as object metadata, so that
+    // headBucket reads it without a GET.
+    const location: Record<string, string> = opts.location ? { location: opts.location } : {};
     try {
       await this.client.send(
-        new PutObjectCommand({ Bucket: this.opts.bucket, Key: this.bucketRecord(bucket), Body: JSON.stringify({ created: new Date().toISOString() }), IfNoneMatch: '*' }),
+        new PutObjectCommand({ Bucket: this.opts.bucket, Key: this.bucketRecord(bucket), Body: JSON.stringify({ created: new Date().toISOString(), ...location }), Metadata: location, IfNoneMatch: '*' }),
       );
     } catch (err) {
       if (status(err) === 412 || status(err) === 409) throw new AlreadyExistsError(bucket);
@@ -163,12 +167,26 @@ export class S3Backend implements Backend {
     }
   }
 
-  async deleteBucket(bucket: string): Promise<void> {
-    // Leftovers (data blobs of interrupted writes) go with the bucket.
-    for await (const o of this.listRaw(`${this.root}${bucket}/`, false)) {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.opts.bucket, Key: o.Key }));
-    }
+  async deleteBucket(bucket: string, live?: (name: string) => boolean): Promise<void> {
+    // The record first: a writer that checks the bucket after its commit
+    // (another instance) then either sees it gone and takes its write back,
+    // or committed before, and the scan below finds its object.
+    const rec = await this.client.send(new GetObjectCommand({ Bucket: this.opts.bucket, Key: this.bucketRecord(bucket) })).then(
+      async (r) => (r.Body ? await r.Body.transformToString() : ''),
+      () => JSON.stringify({ created: new Date().toISOString() }),
+    );
     await this.client.send(new DeleteObjectCommand({ Bucket: this.opts.bucket, Key: this.bucketRecord(bucket) }));
+    const prefix = `${this.root}${bucket}/`;
+    const names: string[] = [];
+    for await (const o of this.listRaw(prefix, false)) {
+      if (live?.(o.Key!.slice(prefix.length))) {
+        await this.client.send(new PutObjectCommand({ Bucket: this.opts.bucket, Key: this.bucketRecord(bucket), Body: rec }));
+        throw new NotEmptyError(bucket);
+      }
+      names.push(o.Key!);
+    }
+    // Leftovers (blobs of interrupted writes) go with the bucket.
+    for (const Key of names) await this.client.send(new DeleteObjectCommand({ Bucket: this.opts.bucket, Key }));
   }
 
   private conditions(opts: PutOptions): { IfNoneMatch?: string; IfMatch?: string } {
@@ -190,10 +208,14 @@ export class S3Backend implements Backend {
     const conditional = opts.ifNoneMatch || opts.ifMatch !== undefined;
     try {
       if (size > threshold && (!conditional || size > 5 * 1024 * MIB)) {
-        // Large bodies: parallel parts, streamed from the file.
+        // Large bodies: parallel parts, streamed from the file. Conditional
+        // writes up to S3's 5 GiB single-PUT limit go as one PUT; above it
+        // the condition travels on CompleteMultipartUpload, which S3 supports
+        // (If-None-Match / If-Match, CompleteMultipartUpload API reference);
+        // lib-storage passes its params on to that call.
         const up = new Upload({
           client: this.client,
-          params: { Bucket: this.opts.bucket, Key, Body: createReadStream(file) },
+          params: { Bucket: this.opts.bucket, Key, Body: createReadStream(file), ...this.conditions(opts) },
           partSize: Math.max(16 * MIB, Math.ceil(size / 9000)),
           queueSize: 4,
         });
