@@ -14,7 +14,7 @@ import { ReferenceCache } from '../refcache.js';
 import type { FileRouter } from '../router.js';
 import type { EngineOptions, PutInput } from '../types.js';
 import { listCliPage } from './list.js';
-import { deltaName, DELTA_SUFFIX, describe, parseCreated, referenceName, userKeyOf } from './names.js';
+import { deltaName, DELTA_SUFFIX, describe, field, parseCreated, referenceName, userKeyOf } from './names.js';
 import { openCli } from './read.js';
 import { putCli } from './write.js';
 
@@ -125,7 +125,7 @@ export class CliLayout {
     const heads = await Promise.all(want.map((n) => this.store.head(b, n)));
     const found = heads.filter((h): h is PlainObject => h !== null);
     if (found.length === 0) return null;
-    const when = (o: PlainObject) => Date.parse(parseCreated(o.metadata['dg-created-at'], o.lastModified));
+    const when = (o: PlainObject) => Date.parse(parseCreated(field(o.metadata, 'created_at'), o.lastModified));
     found.sort((x, y) => when(y) - when(x) || y.lastModified.getTime() - x.lastModified.getTime());
     const o = found[0];
     return describe(key, o, o.key.endsWith(DELTA_SUFFIX) && o.key !== key ? 'delta' : 'direct', bucket);
