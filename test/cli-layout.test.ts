@@ -118,7 +118,7 @@ t.test('DeltaGlider CLI layout', { skip }, async (t) => {
     t.match((err as Error).message, /without -D/);
   });
 
-  await t.test('aws-cli, boto3 and rclone read what the CLI wrote', async (t) => {
+  await t.test('aws-cli v2 and v1, boto3, s3cmd and rclone read what the CLI wrote', async (t) => {
     const out = path.join(dir, 'out');
     await fsp.mkdir(out, { recursive: true });
     const aws = await available(['/usr/bin/aws', '--version'], 'aws-cli v2');
@@ -137,6 +137,21 @@ for o in s3.list_objects_v2(Bucket='releases', Prefix='app/')['Contents']:
     const b = await run('python3', ['-c', py, proxy.url]);
     expectOk(t, b, 'boto3');
     t.same(b.stdout.trim().split('\n'), ['app/notes.txt', 'app/v1.zip', 'app/v2.zip'].map((k) => `${k} ${expect[k].length} ${sha(expect[k])}`));
+    const v1 = await available(['aws', '--version'], 'aws-cli v1');
+    if (!v1) {
+      const r = await run('aws', ['--endpoint-url', proxy.url, 's3', 'cp', 's3://releases/app/v2.zip', `${out}/v1-v2.zip`]);
+      expectOk(t, r, 'aws-cli v1 s3 cp');
+      t.equal(sha(await fsp.readFile(`${out}/v1-v2.zip`)), sha(expect['app/v2.zip']), 'aws-cli v1');
+    } else t.comment(v1);
+    const cmd = await available(['s3cmd', '--version'], 's3cmd');
+    if (!cmd) {
+      const cfg = path.join(dir, 's3cfg');
+      const creds = (await import('./helpers/clients.js')).creds;
+      await fsp.writeFile(cfg, `[default]\naccess_key = ${creds.accessKeyId}\nsecret_key = ${creds.secretAccessKey}\nhost_base = 127.0.0.1:${proxy.port}\nhost_bucket = 127.0.0.1:${proxy.port}\nuse_https = False\nsignature_v2 = False\nbucket_location = us-east-1\n`);
+      const r = await run('s3cmd', ['-c', cfg, 'get', 's3://releases/app/v2.zip', `${out}/cmd-v2.zip`]);
+      expectOk(t, r, 's3cmd get');
+      t.equal(sha(await fsp.readFile(`${out}/cmd-v2.zip`)), sha(expect['app/v2.zip']), 's3cmd');
+    } else t.comment(cmd);
     const rc = await available(['rclone', 'version'], 'rclone');
     if (!rc) {
       const r = await run('rclone', ['copy', 'dgp:releases/app', `${out}/rclone`], { env: rcloneEnv(proxy.url) });
