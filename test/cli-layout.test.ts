@@ -8,7 +8,7 @@ import zlib from 'node:zlib';
 import t from 'tap';
 import { release } from '../bench/corpus.js';
 import { runMigrate } from '../src/cli/migrate.js';
-import { available, expectOk, rcloneEnv, run, sdk } from './helpers/clients.js';
+import { available, creds, expectOk, rcloneEnv, run, sdk } from './helpers/clients.js';
 import { dgCliAvailable, extractCli } from './helpers/dg-cli.js';
 import { motoAvailable, MOTO_CREDS, startMoto } from './helpers/moto.js';
 import { startProxy, tempDir } from './helpers/proxy.js';
@@ -146,7 +146,6 @@ for o in s3.list_objects_v2(Bucket='releases', Prefix='app/')['Contents']:
     const cmd = await available(['s3cmd', '--version'], 's3cmd');
     if (!cmd) {
       const cfg = path.join(dir, 's3cfg');
-      const creds = (await import('./helpers/clients.js')).creds;
       await fsp.writeFile(cfg, `[default]\naccess_key = ${creds.accessKeyId}\nsecret_key = ${creds.secretAccessKey}\nhost_base = 127.0.0.1:${proxy.port}\nhost_bucket = 127.0.0.1:${proxy.port}\nuse_https = False\nsignature_v2 = False\nbucket_location = us-east-1\n`);
       const r = await run('s3cmd', ['-c', cfg, 'get', 's3://releases/app/v2.zip', `${out}/cmd-v2.zip`]);
       expectOk(t, r, 's3cmd get');

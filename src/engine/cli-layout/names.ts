@@ -94,7 +94,8 @@ export function describe(key: string, o: PlainObject, kind: 'direct' | 'delta', 
     throw new Error(`${bucket}/${o.key}: delta without dg-file-sha256, dg-file-size or dg-ref-sha256 metadata`);
   }
   const md5 = m[`${PROXY_META}md5`] ?? (kind === 'direct' && /^[0-9a-f]{32}$/.test(o.etag) ? o.etag : '');
-  const etag = m[`${PROXY_META}etag`] ?? (md5 || `${(sha256 || o.etag).slice(0, 32)}-1`);
+  // Direct objects keep S3's own ETag (an MD5, or a multipart form for plain objects).
+  const etag = m[`${PROXY_META}etag`] ?? (md5 || (kind === 'direct' && o.etag ? o.etag : `${(sha256 || o.etag).slice(0, 32)}-1`));
   const user: Record<string, string> = {};
   const checksums: Record<string, string> = {};
   for (const [k, v] of Object.entries(m)) {
