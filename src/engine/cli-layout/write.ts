@@ -58,7 +58,24 @@ export async function putCli(d: CliWriteDeps, bucket: string, backendBucket: str
   checkUserMetadata(input.userMetadata);
   input.precondition?.(current);
   const name = asciiSafe(key.slice(key.lastIndexOf('/') + 1));
-  const eligible = body.size > 0 && body.size <= d.opts.maxDeltaObjectSize && d.router.isDeltaEligible(key);
+  const refName = referenceName(deltaspaceOf(key));
+  // dg-ref-key names the reference the CLI fetches: a deltaspace S3 metadata
+  // cannot carry (non-ASCII) is stored direct.
+  const eligible = body.size > 0 && body.size <= d.opts.maxDeltaObjectSize && d.router.isDeltaEligible(key) && asciiSafe(refName) === refName;
+  const deltaRecord = (refSha: string, deltaSize: number, seeded: boolean): Record<string, string> => ({
+    'dg-tool': d.opts.toolVersion,
+    'dg-original-name': name,
+    'dg-file-sha256': body.sha256,
+    'dg-file-size': String(body.size),
+    'dg-created-at': now(),
+    'dg-ref-key': refName,
+    'dg-ref-sha256': refSha,
+    'dg-delta-size': String(deltaSize),
+    'dg-delta-cmd': `xdelta3 -e -${d.codec.opts.level} -D -s reference.bin ${name} ${name}.delta`,
+    ...(seeded ? { 'dg-note': 'zero-diff (reference identical)' } : {}),
+  });
+  // Refused before anything is written (a reference seeded for nothing).
+  if (eligible) fit(deltaRecord(body.sha256, body.size, true), input);
   const common = { contentType: input.contentType, headers: input.headers };
   const write = async (stored: string, file: string, metadata: Record<string, string>, kind: 'direct' | 'delta'): Promise<ObjectMeta> => {
     const etag = await d.store.putFile(backendBucket, stored, file, { ...common, metadata });
@@ -69,8 +86,6 @@ export async function putCli(d: CliWriteDeps, bucket: string, backendBucket: str
   let meta: ObjectMeta | null = null;
   if (eligible) {
     meta = await useSpace(async (): Promise<ObjectMeta | null> => {
-      const space = deltaspaceOf(key);
-      const refName = referenceName(space);
       const ref = await ensureReference(d, backendBucket, refName, input, name);
       if (!ref) {
         d.log.warn({ bucket, key, reference: refName }, 'CLI layout: reference without dg-file-sha256; storing direct');
@@ -88,19 +103,7 @@ export async function putCli(d: CliWriteDeps, bucket: string, backendBucket: str
         // The CLI stores a poor delta anyway (with a warning); the proxy keeps
         // its max_delta_ratio rule and stores such a file direct, which the CLI reads too.
         if (!ref.seeded && deltaSize / body.size >= d.opts.maxDeltaRatio) return null;
-        const cli: Record<string, string> = {
-          'dg-tool': d.opts.toolVersion,
-          'dg-original-name': name,
-          'dg-file-sha256': body.sha256,
-          'dg-file-size': String(body.size),
-          'dg-created-at': now(),
-          'dg-ref-key': refName,
-          'dg-ref-sha256': ref.sha256,
-          'dg-delta-size': String(deltaSize),
-          'dg-delta-cmd': `xdelta3 -e -${d.codec.opts.level} -D -s reference.bin ${name} ${name}.delta`,
-          ...(ref.seeded ? { 'dg-note': 'zero-diff (reference identical)' } : {}),
-        };
-        return await write(deltaName(key), out, fit(cli, input), 'delta');
+        return await write(deltaName(key), out, fit(deltaRecord(ref.sha256, deltaSize, ref.seeded), input), 'delta');
       } finally {
         handle?.release();
         await fsp.rm(out, { force: true });
