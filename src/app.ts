@@ -1,13 +1,14 @@
 import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import type { Config } from './config/config.js';
+import { cliBucketMap, type Config } from './config/config.js';
 import { Engine, type EngineOptions } from './engine/engine.js';
 import { buildHttp, type TlsFiles } from './http/app.js';
 import { claimInstanceDir } from './lifecycle/instance-dir.js';
 import type { Logger } from './log.js';
 import type { Backend } from './storage/backend.js';
 import { S3Backend } from './storage/s3/s3-backend.js';
+import { S3PlainStore } from './storage/s3/plain-bucket.js';
 import { FilesystemBackend } from './storage/filesystem/fs-backend.js';
 import { VERSION } from './version.js';
 
@@ -27,6 +28,20 @@ export function createBackend(config: Config, log: Logger): Backend {
     );
   }
   return new FilesystemBackend(config.dataDir);
+}
+
+/** Buckets in the DeltaGlider CLI's layout (backend.cli_buckets), on the S3 backend's endpoint. */
+export function cliLayoutOptions(config: Config): EngineOptions['cliLayout'] {
+  const buckets = cliBucketMap(config);
+  if (buckets.size === 0) return undefined;
+  const store = new S3PlainStore({
+    endpoint: config.s3Endpoint || undefined,
+    region: config.s3Region,
+    forcePathStyle: config.s3ForcePathStyle,
+    accessKeyId: config.s3AccessKeyId || undefined,
+    secretAccessKey: config.s3SecretAccessKey || undefined,
+  });
+  return { store, buckets };
 }
 
 /**
@@ -88,5 +103,6 @@ export function engineOptions(config: Config, base = os.tmpdir()): EngineOptions
     orphanAgeMs: config.gcOrphanAgeMinutes * 60_000,
     sweepIntervalMs: config.gcSweepHours * 3600_000,
     decodedCacheBytes: config.decodedCacheMb * 1024 * 1024,
+    cliLayout: cliLayoutOptions(config),
   };
 }

@@ -5,6 +5,7 @@ import { startServer, StartupError } from './server.js';
 import { VERSION } from './version.js';
 import { runScrub } from './cli/scrub.js';
 import { runStats } from './cli/stats.js';
+import { runMigrate } from './cli/migrate.js';
 
 // The command: settings, start-up checks, serving, and a graceful stop.
 // Failures a user can fix print one line naming the setting and what to do.
@@ -17,13 +18,16 @@ const say = (line: string) => process.stderr.write(`deltaglider-proxy: ${line}\n
 /** Subcommands that read the backend without serving: `scrub` (stats joins it). */
 async function subcommand(name: string, args: string[]): Promise<number> {
   const json = args.includes('--json');
-  const target = args.find((a) => a.startsWith('s3://'));
-  const rest = args.filter((a) => a !== '--json' && a !== target);
+  const targets = args.filter((a) => a.startsWith('s3://'));
+  const target = targets[0];
+  const rest = args.filter((a) => a !== '--json' && !targets.includes(a));
   const action = loadConfig({ argv: rest, env: process.env });
   if (action.action !== 'run') {
-    process.stdout.write(`Usage: deltaglider-proxy ${name} [s3://bucket[/prefix]] [--json] [options]\n`);
+    const what = name === 'migrate' ? 's3://cli-bucket[/prefix] [s3://proxy-bucket]' : '[s3://bucket[/prefix]]';
+    process.stdout.write(`Usage: deltaglider-proxy ${name} ${what} [--json] [options]\n`);
     return 0;
   }
+  if (name === 'migrate') return runMigrate(action.config, targets, json);
   return runScrub(action.config, target, json);
 }
 
@@ -31,7 +35,7 @@ async function main(): Promise<number> {
   let action;
   const argv = process.argv.slice(2);
   try {
-    if (argv[0] === 'scrub') return await subcommand(argv[0], argv.slice(1));
+    if (argv[0] === 'scrub' || argv[0] === 'migrate') return await subcommand(argv[0], argv.slice(1));
     if (argv[0] === 'stats') return await runStats(argv.slice(1));
     action = loadConfig({ argv, env: process.env });
   } catch (err) {

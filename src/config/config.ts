@@ -43,6 +43,8 @@ export interface Config {
   s3Prefix: string;
   s3AccessKeyId: string;
   s3SecretAccessKey: string;
+  /** backend.cli_buckets: proxy buckets kept in the DeltaGlider CLI's layout, `name` or `name=backend-bucket`. */
+  cliBuckets: string[];
   /** [[auth.keys]] of the TOML file. */
   authKeys: KeyGrant[];
   /** [auth] anonymous: unsigned requests are refused unless this says otherwise. */
@@ -191,6 +193,7 @@ export const SETTINGS = [
   { ...setting('s3Prefix', 'backend.s3_prefix', str, ''), env: 'DELTAGLIDER_PROXY_S3_PREFIX' },
   { ...setting('s3AccessKeyId', 'backend.s3_access_key_id', str, ''), env: 'DELTAGLIDER_PROXY_S3_ACCESS_KEY_ID' },
   { ...setting('s3SecretAccessKey', 'backend.s3_secret_access_key', str, ''), env: 'DELTAGLIDER_PROXY_S3_SECRET_ACCESS_KEY' },
+  { ...setting('cliBuckets', 'backend.cli_buckets', list, []), env: 'DELTAGLIDER_PROXY_CLI_BUCKETS' },
   setting('codecMaxProcesses', 'codec_max_processes', num(0, 1024, true), 0),
   setting('codecMemoryMb', 'codec_memory_mb', num(64, 1 << 20, true), 1024),
   setting('codecQueueLength', 'codec_queue_length', num(0, 1 << 20, true), 256),
@@ -296,6 +299,9 @@ Usage: deltaglider-proxy [options]
          reads every object and reference back and checks it against its
          digests (no running server needed; exit code 1 when damage is found)
        deltaglider-proxy stats [s3://BUCKET[/PREFIX]] [--json] [options]
+       deltaglider-proxy migrate s3://cli-bucket[/prefix] [s3://proxy-bucket] [--json] [options]
+         copies a bucket in the DeltaGlider CLI's layout (backend.cli_buckets)
+         into the native format, verifying every object; resumable
 
 Options:
   -l, --listen HOST:PORT   listen address (DELTAGLIDER_PROXY_LISTEN_ADDR, default 127.0.0.1:9000)
@@ -349,7 +355,7 @@ export function loadConfig(src: Sources = {}): CliAction {
     auth: ['keys', 'anonymous', 'sigv2'],
     metrics: ['token', 'public'],
     console: ['enabled', 'allow_http', 'session_minutes'],
-    backend: ['s3_bucket', 's3_endpoint', 's3_region', 's3_force_path_style', 's3_prefix', 's3_access_key_id', 's3_secret_access_key'],
+    backend: ['s3_bucket', 's3_endpoint', 's3_region', 's3_force_path_style', 's3_prefix', 's3_access_key_id', 's3_secret_access_key', 'cli_buckets'],
   };
   for (const [k, v] of Object.entries(table)) {
     if (known.has(k)) continue;
@@ -376,6 +382,7 @@ export function loadConfig(src: Sources = {}): CliAction {
   if (!!config.s3AccessKeyId !== !!config.s3SecretAccessKey) {
     throw new ConfigError('backend.s3_access_key_id and backend.s3_secret_access_key must be set together (DELTAGLIDER_PROXY_S3_ACCESS_KEY_ID / DELTAGLIDER_PROXY_S3_SECRET_ACCESS_KEY)');
   }
+  cliBucketMap(config);
   if (config.s3Prefix.startsWith('/')) throw new ConfigError('invalid backend.s3_prefix: must not start with "/"');
   if (!!config.accessKeyId !== !!config.secretAccessKey) {
     throw new ConfigError('access_key_id and secret_access_key must be set together (DELTAGLIDER_PROXY_ACCESS_KEY_ID / DELTAGLIDER_PROXY_SECRET_ACCESS_KEY)');
@@ -384,6 +391,26 @@ export function loadConfig(src: Sources = {}): CliAction {
     throw new ConfigError('tls_cert_file and tls_key_file must be set together (DELTAGLIDER_PROXY_TLS_CERT_FILE / DELTAGLIDER_PROXY_TLS_KEY_FILE)');
   }
   return { action: 'run', config, configFile: file, warnings: unknownEnv(env) };
+}
+
+/**
+ * backend.cli_buckets as proxy bucket -> backend bucket. Each entry is `name`
+ * (the backend bucket of the same name) or `name=backend-bucket`; S3 backend only.
+ */
+export function cliBucketMap(config: Pick<Config, 'cliBuckets' | 's3Bucket'>): Map<string, string> {
+  const map = new Map<string, string>();
+  const valid = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+  for (const entry of config.cliBuckets) {
+    const [name, backend = name, extra] = entry.split('=').map((x) => x.trim());
+    if (extra !== undefined || !valid.test(name) || !valid.test(backend)) {
+      throw new ConfigError(`invalid backend.cli_buckets entry ${JSON.stringify(entry)}: expected "bucket" or "bucket=backend-bucket" (S3 bucket names)`);
+    }
+    if (map.has(name)) throw new ConfigError(`backend.cli_buckets names ${name} twice`);
+    if (backend === config.s3Bucket) throw new ConfigError(`backend.cli_buckets: ${backend} is the backend bucket of the native layout (backend.s3_bucket)`);
+    map.set(name, backend);
+  }
+  if (map.size > 0 && !config.s3Bucket) throw new ConfigError('backend.cli_buckets needs the S3 backend (backend.s3_bucket)');
+  return map;
 }
 
 function parseTomlText(text: string, name: string): Record<string, unknown> {

@@ -21,6 +21,7 @@ import { Collector } from './gc.js';
 import { DecodedCache } from './decoded-cache.js';
 import { GZIP_DEFAULTS, GzipKind } from './gzip-form.js';
 import { UsageTracker } from './usage-tracker.js';
+import { CliLayout } from './cli-layout/layout.js';
 import { spool, type SpoolOptions, type Spooled } from './spool.js';
 import type { EngineOptions, ObjectStore, PreEncode, PutInput } from './types.js';
 
@@ -55,6 +56,8 @@ export class Engine implements ObjectStore {
   private timers: NodeJS.Timeout[] = [];
   /** Buckets deleted through this instance: a write that waited on the bucket lock checks again. */
   private readonly removed = new Set<string>();
+  /** Buckets in the DeltaGlider CLI's layout (./cli-layout/), when configured. */
+  private readonly cli?: CliLayout;
 
   constructor(
     readonly backend: Backend,
@@ -73,6 +76,7 @@ export class Engine implements ObjectStore {
     this.gc.onDeltaRemoved = (bucket, space) => this.objects.collectReference(bucket, space);
     this.multipart = new Multipart(backend, this, log);
     this.lister = new Lister(backend, (b) => this.headBucket(b), (b, k) => this.findObject(b, k));
+    if (opts.cliLayout) this.cli = new CliLayout(opts.cliLayout, { codec: this.codec, router: this.router, opts, log });
   }
 
   get tmpDir(): string {
@@ -84,6 +88,7 @@ export class Engine implements ObjectStore {
     // Temp and cache files of a previous run are never valid now.
     await fsp.rm(this.opts.cacheDir, { recursive: true, force: true });
     await fsp.mkdir(path.join(this.opts.cacheDir, 'decoded'), { recursive: true });
+    await this.cli?.init();
     for (const f of await fsp.readdir(this.opts.tmpDir)) await fsp.rm(`${this.opts.tmpDir}/${f}`, { force: true, recursive: true });
     await this.backend.init();
     await this.gzip.init();
@@ -106,6 +111,7 @@ export class Engine implements ObjectStore {
     this.cache.clear();
     this.decoded.clear();
     await this.usage.close();
+    this.cli?.close();
     await this.backend.close();
   }
 
@@ -116,12 +122,16 @@ export class Engine implements ObjectStore {
 
   // ---- buckets ----------------------------------------------------------
 
-  listBuckets(): Promise<BucketInfo[]> {
-    return this.backend.listBuckets();
+  async listBuckets(): Promise<BucketInfo[]> {
+    const native = await this.backend.listBuckets();
+    if (!this.cli) return native;
+    const cli = await this.cli.listBuckets();
+    return [...native.filter((b) => !this.cli!.has(b.name)), ...cli].sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
   async createBucket(bucket: string, opts: { location?: string } = {}): Promise<void> {
     checkBucketName(bucket);
+    if (this.cli?.has(bucket)) return this.cli.createBucket(bucket);
     this.removed.delete(bucket);
     try {
       await this.backend.createBucket(bucket, opts);
@@ -141,7 +151,7 @@ export class Engine implements ObjectStore {
   async headBucket(bucket: string): Promise<BucketInfo> {
     const cached = this.buckets.get(bucket);
     if (cached && cached.until > Date.now()) return cached.info;
-    const info = isBucketName(bucket) ? await this.backend.headBucket(bucket) : null;
+    const info = !isBucketName(bucket) ? null : this.cli?.has(bucket) ? await this.cli.headBucket(bucket) : await this.backend.headBucket(bucket);
     if (!info) throw new S3Error('NoSuchBucket', undefined, { fields: { BucketName: bucket } });
     if (this.buckets.size > 10_000) this.buckets.clear();
     this.buckets.set(bucket, { info, until: Date.now() + BUCKET_TTL_MS });
@@ -159,6 +169,12 @@ export class Engine implements ObjectStore {
     await this.headBucket(bucket);
     const release = await this.bucketLocks.write(bucket);
     try {
+      if (this.cli?.has(bucket)) {
+        for (const u of await this.multipart.list(bucket)) await this.multipart.abort(bucket, u.rec.key, u.id);
+        await this.cli.deleteBucket(bucket);
+        this.buckets.delete(bucket);
+        return;
+      }
       for await (const b of this.backend.list(bucket)) {
         if (keyOfMetaBlob(b.name)) throw new S3Error('BucketNotEmpty', undefined, { fields: { BucketName: bucket } });
       }
@@ -187,6 +203,7 @@ export class Engine implements ObjectStore {
 
   /** The visible version of a key, or null. */
   async findObject(bucket: string, key: string): Promise<ObjectMeta | null> {
+    if (this.cli?.has(bucket)) return this.cli.find(bucket, key);
     const r = await this.objects.resolve(bucket, key);
     return visible(r);
   }
@@ -225,6 +242,7 @@ export class Engine implements ObjectStore {
     const release = await this.bucketLocks.read(input.bucket);
     const releaseKey = await this.keyLocks.write(`${input.bucket}\0${input.key}`);
     try {
+      if (this.cli?.has(input.bucket)) return await this.cli.put(input);
       if (this.removed.has(input.bucket) && !(await this.backend.headBucket(input.bucket))) {
         throw new S3Error('NoSuchBucket', undefined, { fields: { BucketName: input.bucket } });
       }
@@ -242,7 +260,7 @@ export class Engine implements ObjectStore {
     await this.headBucket(bucket);
     const release = await this.keyLocks.write(`${bucket}\0${key}`);
     try {
-      return await this.objects.remove(bucket, key);
+      return await (this.cli?.has(bucket) ? this.cli.remove(bucket, key) : this.objects.remove(bucket, key));
     } finally {
       release();
       this.lister.invalidate(bucket);
@@ -251,15 +269,21 @@ export class Engine implements ObjectStore {
 
   /** Streams an object (or an inclusive range of it), verified as it goes (./read.ts). */
   openObject(bucket: string, meta: ObjectMeta, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
+    if (this.cli?.has(bucket)) return this.cli.open(bucket, meta, range, signal);
     return openStored({ backend: this.backend, refs: this.refs, codec: this.codec, decoded: this.decoded, gzip: this.gzip }, bucket, meta, range, signal);
   }
 
   /** See ./pre-encode.ts. */
   prepareDelta(bucket: string, key: string, size: number | undefined): Promise<PreEncode | null> {
+    if (this.cli?.has(bucket)) return Promise.resolve(null);
     return prepareDelta({ codec: this.codec, refs: this.refs, router: this.router, opts: this.opts }, bucket, key, size);
   }
 
-  listObjects(input: ListInput): Promise<ListResult> {
+  async listObjects(input: ListInput): Promise<ListResult> {
+    if (this.cli?.has(input.bucket)) {
+      await this.headBucket(input.bucket);
+      return this.cli.list(input);
+    }
     return this.lister.list(input);
   }
 
