@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEV_ACCESS_KEY_ID, DEV_SECRET_ACCESS_KEY } from '../src/config/config.js';
 import { release, type CorpusKind } from './corpus.js';
+import { soak } from './soak.js';
 
 // npm run bench: the saving and the speed of the proxy, beside bare xdelta3 on
 // the same files, as ratios measured in this one run (absolute MB/s depend on
@@ -18,6 +19,7 @@ import { release, type CorpusKind } from './corpus.js';
 //   BENCH_SCALE (default 1)        corpus size factor
 //   BENCH_VERSIONS (default 5)     versions per artifact
 //   BENCH_LARGE_MB (default 2048)  size of the large-object case; 0 skips it
+//   BENCH_SOAK_SECS (default 120)  slow and hostile clients (./soak.ts); 0 skips it
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
 const VERSIONS = Number(process.env.BENCH_VERSIONS ?? 5);
@@ -242,6 +244,7 @@ async function main() {
   try {
     await corpus(work);
     if (LARGE_MB > 0) await large(work);
+    if (Number(process.env.BENCH_SOAK_SECS ?? 120) > 0) await soak(work);
   } finally {
     await fsp.rm(work, { recursive: true, force: true });
   }

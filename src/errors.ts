@@ -39,6 +39,7 @@ export const S3_ERRORS = {
   NoSuchUpload: [404, 'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.'],
   NotImplemented: [501, 'A header or query you provided implies functionality that is not implemented.'],
   NotModified: [304, 'Not Modified'],
+  RequestTimeout: [400, 'Your socket connection to the server was not read from or written to within the timeout period.'],
   PreconditionFailed: [412, 'At least one of the pre-conditions you specified did not hold'],
   RequestTimeTooSkewed: [403, "The difference between the request time and the server's time is too large."],
   ServiceUnavailable: [503, 'Please reduce your request rate.'],
@@ -109,5 +110,20 @@ export class NotEmptyError extends Error {
   constructor(what: string) {
     super(`not empty: ${what}`);
     this.name = 'NotEmptyError';
+  }
+}
+
+/**
+ * A bounded resource (the codec pool, a backend's request rate) is full.
+ * Backend-neutral: the HTTP edge answers 503 SlowDown with Retry-After.
+ */
+export class BusyError extends Error {
+  constructor(
+    what: string,
+    /** Seconds after which a retry is worth it. */
+    readonly retryAfterSeconds = 1,
+  ) {
+    super(`busy: ${what}`);
+    this.name = 'BusyError';
   }
 }

@@ -1,27 +1,33 @@
 #!/usr/bin/env node
 import { ConfigError, HELP, loadConfig } from './config/config.js';
-import { build } from './app.js';
 import { Codec } from './engine/codec.js';
+import { startServer, StartupError } from './server.js';
 import { VERSION } from './version.js';
 import { runScrub } from './cli/scrub.js';
 import { runStats } from './cli/stats.js';
+import { runMigrate } from './cli/migrate.js';
 
-const XDELTA_HELP = `xdelta3 is required. Install it with:
-  Debian/Ubuntu: sudo apt-get install -y xdelta3
-  Fedora/RHEL:   sudo dnf install -y xdelta
-  macOS:         brew install xdelta
-or point xdelta3_path (DELTAGLIDER_PROXY_XDELTA3_PATH) at the binary.`;
+// The command: settings, start-up checks, serving, and a graceful stop.
+// Failures a user can fix print one line naming the setting and what to do.
+
+const XDELTA_HELP =
+  'install it (Debian/Ubuntu: sudo apt-get install -y xdelta3; Fedora/RHEL: sudo dnf install -y xdelta; macOS: brew install xdelta) or point xdelta3_path (DELTAGLIDER_PROXY_XDELTA3_PATH) at the binary';
+
+const say = (line: string) => process.stderr.write(`deltaglider-proxy: ${line}\n`);
 
 /** Subcommands that read the backend without serving: `scrub` (stats joins it). */
 async function subcommand(name: string, args: string[]): Promise<number> {
   const json = args.includes('--json');
-  const target = args.find((a) => a.startsWith('s3://'));
-  const rest = args.filter((a) => a !== '--json' && a !== target);
+  const targets = args.filter((a) => a.startsWith('s3://'));
+  const target = targets[0];
+  const rest = args.filter((a) => a !== '--json' && !targets.includes(a));
   const action = loadConfig({ argv: rest, env: process.env });
   if (action.action !== 'run') {
-    process.stdout.write(`Usage: deltaglider-proxy ${name} [s3://bucket[/prefix]] [--json] [options]\n`);
+    const what = name === 'migrate' ? 's3://cli-bucket[/prefix] [s3://proxy-bucket]' : '[s3://bucket[/prefix]]';
+    process.stdout.write(`Usage: deltaglider-proxy ${name} ${what} [--json] [options]\n`);
     return 0;
   }
+  if (name === 'migrate') return runMigrate(action.config, targets, json);
   return runScrub(action.config, target, json);
 }
 
@@ -29,12 +35,12 @@ async function main(): Promise<number> {
   let action;
   const argv = process.argv.slice(2);
   try {
+    if (argv[0] === 'scrub' || argv[0] === 'migrate') return await subcommand(argv[0], argv.slice(1));
     if (argv[0] === 'stats') return await runStats(argv.slice(1));
-    if (argv[0] === 'scrub') return await subcommand(argv[0], argv.slice(1));
     action = loadConfig({ argv, env: process.env });
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`deltaglider-proxy: ${err.message}\n`);
+      say(err.message);
       return 2;
     }
     throw err;
@@ -48,24 +54,45 @@ async function main(): Promise<number> {
     return 0;
   }
   const { config } = action;
+  for (const w of action.warnings) say(`warning: ${w}`);
   try {
     await Codec.probe(config.xdelta3Path);
   } catch (err) {
-    process.stderr.write(`deltaglider-proxy: ${(err as Error).message}\n${XDELTA_HELP}\n`);
+    say(`xdelta3_path ${config.xdelta3Path}: ${(err as Error).message.split('\n')[0]}; ${XDELTA_HELP}`);
     return 1;
   }
-  const app = await build(config);
-  const m = /^(.*):(\d+)$/.exec(config.listenAddr)!;
-  const host = m[1].replace(/^\[|\]$/g, '');
-  await app.listen({ host, port: Number(m[2]) });
-  app.log.info({ listen: config.listenAddr, dataDir: config.dataDir, configFile: action.configFile }, 'deltaglider-proxy ready');
-  const stop = async (sig: string) => {
-    app.log.info(`${sig}: shutting down`);
-    await app.close();
-    process.exit(0);
+  let running;
+  try {
+    running = await startServer(config, { notice: (m) => say(m) });
+  } catch (err) {
+    if (err instanceof StartupError) {
+      say(err.message);
+      return 1;
+    }
+    throw err;
+  }
+  const { app } = running;
+  app.log.info({ listen: config.listenAddr, url: running.url, dataDir: config.dataDir, configFile: action.configFile }, 'deltaglider-proxy ready');
+  let signals = 0;
+  const stop = (sig: string) => {
+    if (++signals > 1) {
+      app.log.warn(`${sig} again: exiting without waiting for requests in flight`);
+      process.exit(1);
+    }
+    app.log.info(`${sig}: shutting down (requests in flight have ${config.shutdownTimeoutSecs} s to finish)`);
+    running.stop().then(
+      () => {
+        app.log.info('stopped');
+        process.exit(0);
+      },
+      (err: Error) => {
+        app.log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
   };
-  process.once('SIGINT', () => void stop('SIGINT'));
-  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
   return -1;
 }
 
@@ -73,8 +100,9 @@ main().then(
   (code) => {
     if (code >= 0) process.exit(code);
   },
-  (err) => {
-    process.stderr.write(`deltaglider-proxy: ${(err as Error).stack ?? err}\n`);
+  (err: Error) => {
+    // Unexpected: still one line; the stack only when asked for.
+    say(`${err.message ?? err}${process.env.DELTAGLIDER_PROXY_LOG_LEVEL === 'debug' || process.env.DELTAGLIDER_PROXY_LOG_LEVEL === 'trace' ? `\n${err.stack}` : ' (set DELTAGLIDER_PROXY_LOG_LEVEL=debug for details)'}`);
     process.exit(1);
   },
 );

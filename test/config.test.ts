@@ -13,7 +13,7 @@ t.test('defaults', async (t) => {
   t.equal(c.dataDir, './data');
   t.equal(c.maxDeltaRatio, 0.5);
   t.equal(c.cacheSizeMb, 100);
-  t.equal(c.tmpDir, '', 'automatic: <data_dir>/.deltaglider/tmp, or a private temp dir with the S3 backend');
+  t.equal(c.tmpDir, '', 'automatic: an instance directory below <data_dir>/.deltaglider, or below the system temp dir with the S3 backend');
   t.equal(c.s3Bucket, '');
   t.equal(c.s3ForcePathStyle, false);
   t.equal(run({ env: { DELTAGLIDER_PROXY_S3_ENDPOINT: 'http://minio:9000' } }).s3ForcePathStyle, true, 'path style by default with a custom endpoint');
@@ -77,4 +77,25 @@ t.test('[[auth.keys]] and [auth]', async (t) => {
   t.throws(() => run({ toml: '[[auth.keys]]\naccess_key_id = "a"\nsecret_access_key = "s"\nadmin = true' }), { message: /unknown key admin/ });
   t.throws(() => run({ toml: '[[auth.keys]]\naccess_key_id = "a"\nsecret_access_key = "s"\nread_only = "yes"' }), { message: /read_only/ });
   t.throws(() => run({ toml: '[auth]\nanonymous = "everyone"' }), { message: /none, read-only, read-write/ });
+});
+
+t.test('TOML values must have their setting type', async (t) => {
+  t.throws(() => run({ toml: 'delta_extensions = "zip"' }), { message: /invalid delta_extensions = "zip": expected a list, e\.g\. \["\.zip", "\.tar"\]/ });
+  t.throws(() => run({ toml: 'max_delta_ratio = "0.5"' }), { message: /invalid max_delta_ratio = "0\.5": expected a number without quotes/ });
+  t.throws(() => run({ toml: 'codec_max_processes = 1.5' }), { message: /codec_max_processes.*integer/ });
+  t.throws(() => run({ toml: 'data_dir = 7' }), { message: /invalid data_dir = 7: expected a string in quotes/ });
+  t.throws(() => run({ toml: '[backend]\ns3_force_path_style = "yes"' }), { message: /backend\.s3_force_path_style.*true or false without quotes/ });
+  t.throws(() => run({ toml: '[[auth.keys]]\naccess_key_id = "a"\nsecret_access_key = "b"\nbuckets = "x"' }), { message: /auth\.keys\[0\]\.buckets.*expected a list/ });
+  t.throws(() => run({ toml: 'tls_cert_file = "c.pem"' }), { message: /tls_cert_file and tls_key_file must be set together/ });
+  // The environment has only strings: lists are comma-separated there.
+  t.same(run({ env: { DELTAGLIDER_PROXY_DELTA_EXTENSIONS: '.zip,.tar' } }).deltaExtensions, ['.zip', '.tar']);
+  t.equal(run({ env: { DELTAGLIDER_PROXY_CODEC_MAX_PROCESSES: '3' } }).codecMaxProcesses, 3);
+  t.throws(() => run({ env: { DELTAGLIDER_PROXY_BODY_IDLE_TIMEOUT_SECS: '0' } }), { message: /DELTAGLIDER_PROXY_BODY_IDLE_TIMEOUT_SECS.*from 1 to 3600/ });
+});
+
+t.test('unknown DELTAGLIDER_PROXY_* variables are warned about', async (t) => {
+  const r = loadConfig({ toml: '', env: { DELTAGLIDER_PROXY_MAX_DELTA_RATION: '0.1', DELTAGLIDER_PROXY_CONFIG: '', DELTAGLIDER_PROXY_LOG_LEVEL: 'info', OTHER: 'x' } });
+  if (r.action !== 'run') throw new Error('run');
+  t.equal(r.warnings.length, 1);
+  t.match(r.warnings[0], 'unknown environment variable DELTAGLIDER_PROXY_MAX_DELTA_RATION is ignored (did you mean DELTAGLIDER_PROXY_MAX_DELTA_RATIO?)');
 });

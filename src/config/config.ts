@@ -43,10 +43,30 @@ export interface Config {
   s3Prefix: string;
   s3AccessKeyId: string;
   s3SecretAccessKey: string;
+  /** backend.cli_buckets: proxy buckets kept in the DeltaGlider CLI's layout, `name` or `name=backend-bucket`. */
+  cliBuckets: string[];
   /** [[auth.keys]] of the TOML file. */
   authKeys: KeyGrant[];
   /** [auth] anonymous: unsigned requests are refused unless this says otherwise. */
   anonymous: AnonymousAccess;
+  /** Sidecar format written: 2, or 1 while instances of the first release share the backend. */
+  storageFormat: number;
+  blobGraceSeconds: number;
+  gcOrphanAgeMinutes: number;
+  gcSweepHours: number;
+  decodedCacheMb: number;
+  /** [auth] sigv2: accept AWS Signature Version 2 (HMAC-SHA1) from legacy clients. */
+  authSigv2: boolean;
+  /** xdelta3 processes at a time; 0 = CPU count. */
+  codecMaxProcesses: number;
+  codecMemoryMb: number;
+  codecQueueLength: number;
+  codecSpoolMb: number;
+  bodyIdleTimeoutSecs: number;
+  sendIdleTimeoutSecs: number;
+  shutdownTimeoutSecs: number;
+  tlsCertFile: string;
+  tlsKeyFile: string;
   /** Request log lines: JSON, readable, or readable only on a terminal. */
   logFormat: 'auto' | 'json' | 'pretty';
   /** [metrics] token: bearer token /_/metrics requires ('' = none accepted). */
@@ -59,13 +79,6 @@ export interface Config {
   consoleAllowHttp: boolean;
   /** [console] session_minutes: lifetime of a console session. */
   consoleSessionMinutes: number;
-  /** Sidecar format written: 2, or 1 while instances of the first release share the backend. */
-  storageFormat: number;
-  blobGraceSeconds: number;
-  gcOrphanAgeMinutes: number;
-  gcSweepHours: number;
-  /** [auth] sigv2: accept AWS Signature Version 2 (HMAC-SHA1) from legacy clients. */
-  authSigv2: boolean;
 }
 
 /**
@@ -83,42 +96,64 @@ export class ConfigError extends Error {
   }
 }
 
-type Parser<T> = (raw: unknown, key: string) => T;
+/**
+ * Parses a raw value. `raw` is a string from the environment or a flag, or a
+ * TOML value; TOML values must already have the setting's type (see `kind`).
+ */
+type Parser<T> = ((raw: unknown, key: string) => T) & { kind?: TomlKind };
+type TomlKind = 'string' | 'number' | 'boolean' | 'array';
+
+const kinded = <T>(kind: TomlKind, p: (raw: unknown, key: string) => T): Parser<T> => Object.assign(p, { kind });
 
 const fail = (key: string, raw: unknown, allowed: string): never => {
   throw new ConfigError(`invalid ${key} = ${JSON.stringify(raw)}: ${allowed}`);
 };
 
-const str: Parser<string> = (raw, key) => (typeof raw === 'string' ? raw : fail(key, raw, 'expected a string'));
+const str: Parser<string> = kinded('string', (raw, key) => (typeof raw === 'string' ? raw : fail(key, raw, 'expected a string')));
 
-const num = (min: number, max: number, integer = false): Parser<number> => (raw, key) => {
+const num = (min: number, max: number, integer = false): Parser<number> => kinded('number', (raw, key) => {
   const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
   const allowed = `expected ${integer ? 'an integer' : 'a number'} from ${min} to ${max}`;
   if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) fail(key, raw, allowed);
   return n;
-};
+});
 
-const bool: Parser<boolean> = (raw, key) => {
+const bool: Parser<boolean> = kinded('boolean', (raw, key) => {
   if (typeof raw === 'boolean') return raw;
   if (typeof raw === 'string' && /^(true|false|1|0|yes|no)$/i.test(raw.trim())) return /^(true|1|yes)$/i.test(raw.trim());
   return fail(key, raw, 'expected true or false');
-};
+});
 
-const list: Parser<string[]> = (raw, key) => {
+const list: Parser<string[]> = kinded('array', (raw, key) => {
   if (Array.isArray(raw) && raw.every((x) => typeof x === 'string')) return raw as string[];
   if (typeof raw === 'string') return raw.split(',').map((s) => s.trim()).filter(Boolean);
   return fail(key, raw, 'expected a list of strings (comma-separated in env)');
-};
+});
 
-const oneOf = (...values: string[]): Parser<string> => (raw, key) =>
-  typeof raw === 'string' && values.includes(raw) ? raw : fail(key, raw, `expected one of ${values.join(', ')}`);
+const oneOf = (...values: string[]): Parser<string> => kinded('string', (raw, key) =>
+  typeof raw === 'string' && values.includes(raw) ? raw : fail(key, raw, `expected one of ${values.join(', ')}`));
 
-const listenAddr: Parser<string> = (raw, key) => {
+const listenAddr: Parser<string> = kinded('string', (raw, key) => {
   const s = str(raw, key);
   const m = /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):(\d{1,5})$/.exec(s);
   if (!m || Number(m[2]) > 65535) fail(key, raw, 'expected HOST:PORT, e.g. 127.0.0.1:9000');
   return s;
+});
+
+const TOML_TYPE_HELP: Record<TomlKind, string> = {
+  string: 'a string in quotes',
+  number: 'a number without quotes',
+  boolean: 'true or false without quotes',
+  array: 'a list, e.g. [".zip", ".tar"]',
 };
+
+/** A TOML value must have the setting's type: `delta_extensions = "zip"` is refused. */
+function checkTomlType(parse: Parser<unknown>, raw: unknown, key: string): void {
+  const kind = parse.kind;
+  if (!kind) return;
+  const ok = kind === 'array' ? Array.isArray(raw) : typeof raw === kind;
+  if (!ok) fail(key, raw, `expected ${TOML_TYPE_HELP[kind]}`);
+}
 
 interface Setting<K extends keyof Config> {
   field: K;
@@ -158,6 +193,16 @@ export const SETTINGS = [
   { ...setting('s3Prefix', 'backend.s3_prefix', str, ''), env: 'DELTAGLIDER_PROXY_S3_PREFIX' },
   { ...setting('s3AccessKeyId', 'backend.s3_access_key_id', str, ''), env: 'DELTAGLIDER_PROXY_S3_ACCESS_KEY_ID' },
   { ...setting('s3SecretAccessKey', 'backend.s3_secret_access_key', str, ''), env: 'DELTAGLIDER_PROXY_S3_SECRET_ACCESS_KEY' },
+  { ...setting('cliBuckets', 'backend.cli_buckets', list, []), env: 'DELTAGLIDER_PROXY_CLI_BUCKETS' },
+  setting('codecMaxProcesses', 'codec_max_processes', num(0, 1024, true), 0),
+  setting('codecMemoryMb', 'codec_memory_mb', num(64, 1 << 20, true), 1024),
+  setting('codecQueueLength', 'codec_queue_length', num(0, 1 << 20, true), 256),
+  setting('codecSpoolMb', 'codec_spool_mb', num(0, 1 << 30, true), 1024),
+  setting('bodyIdleTimeoutSecs', 'body_idle_timeout_secs', num(1, 3600), 20),
+  setting('sendIdleTimeoutSecs', 'send_idle_timeout_secs', num(1, 3600), 60),
+  setting('shutdownTimeoutSecs', 'shutdown_timeout_secs', num(0, 3600), 30),
+  setting('tlsCertFile', 'tls_cert_file', str, ''),
+  setting('tlsKeyFile', 'tls_key_file', str, ''),
   setting('logFormat', 'log_format', oneOf('auto', 'json', 'pretty') as Parser<Config['logFormat']>, 'auto'),
   { ...setting('metricsToken', 'metrics.token', str, ''), env: 'DELTAGLIDER_PROXY_METRICS_TOKEN' },
   { ...setting('metricsPublic', 'metrics.public', bool, false), env: 'DELTAGLIDER_PROXY_METRICS_PUBLIC' },
@@ -169,6 +214,7 @@ export const SETTINGS = [
   setting('blobGraceSeconds', 'blob_grace_seconds', num(0, 86400), 60),
   setting('gcOrphanAgeMinutes', 'gc_orphan_age_minutes', num(1, 7 * 24 * 60), 60),
   setting('gcSweepHours', 'gc_sweep_hours', num(0, 24 * 365), 24),
+  setting('decodedCacheMb', 'decoded_cache_mb', num(0, 1 << 30, true), 1024),
   { ...setting('authSigv2', 'auth.sigv2', bool, true), env: 'DELTAGLIDER_PROXY_AUTH_SIGV2' },
 ] as const;
 
@@ -186,7 +232,7 @@ function parseKeys(raw: unknown): KeyGrant[] {
       throw new ConfigError(`invalid ${where}.access_key_id: expected 1 to 128 printable characters without '/'`);
     }
     if (typeof secret !== 'string' || secret.length === 0) throw new ConfigError(`invalid ${where}.secret_access_key: expected a non-empty string`);
-    const buckets = k.buckets === undefined ? undefined : list(k.buckets, `${where}.buckets`);
+    const buckets = k.buckets === undefined ? undefined : (checkTomlType(list, k.buckets, `${where}.buckets`), list(k.buckets, `${where}.buckets`));
     const readOnly = k.read_only ?? false;
     if (typeof readOnly !== 'boolean') throw new ConfigError(`invalid ${where}.read_only: expected true or false`);
     return { accessKeyId: id, secretAccessKey: secret, buckets, readOnly };
@@ -210,7 +256,32 @@ export interface Sources {
   toml?: string;
 }
 
-export type CliAction = { action: 'run'; config: Config; configFile?: string } | { action: 'help' } | { action: 'version' };
+export type CliAction = { action: 'run'; config: Config; configFile?: string; warnings: string[] } | { action: 'help' } | { action: 'version' };
+
+/** DELTAGLIDER_PROXY_* variables read outside SETTINGS (not warned about). */
+export const OTHER_ENV = new Set(['DELTAGLIDER_PROXY_CONFIG']);
+
+/** One warning per DELTAGLIDER_PROXY_* variable no setting reads (a typo would otherwise go unnoticed). */
+function unknownEnv(env: Record<string, string | undefined>): string[] {
+  const known = new Set<string>([...SETTINGS.map((s) => s.env), ...OTHER_ENV]);
+  const out: string[] = [];
+  for (const name of Object.keys(env).sort()) {
+    if (!name.startsWith('DELTAGLIDER_PROXY_') || known.has(name)) continue;
+    const near = [...known].find((k) => editDistance(k, name) <= 2);
+    out.push(`unknown environment variable ${name} is ignored${near ? ` (did you mean ${near}?)` : ''}; every variable: docs/configuration.md`);
+  }
+  return out;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length];
+}
 
 const FLAGS: Record<string, keyof Config | 'config'> = {
   '--listen': 'listenAddr',
@@ -224,12 +295,13 @@ const FLAGS: Record<string, keyof Config | 'config'> = {
 export const HELP = `deltaglider-proxy: an S3-compatible server that stores versioned artifacts as xdelta3 deltas
 
 Usage: deltaglider-proxy [options]
-       deltaglider-proxy stats [s3://BUCKET[/PREFIX]] [--json] [options]
-          prints objects, logical and stored bytes and the saving per bucket
-          and deltaspace (no running server needed)
        deltaglider-proxy scrub [s3://bucket[/prefix]] [--json] [options]
          reads every object and reference back and checks it against its
          digests (no running server needed; exit code 1 when damage is found)
+       deltaglider-proxy stats [s3://BUCKET[/PREFIX]] [--json] [options]
+       deltaglider-proxy migrate s3://cli-bucket[/prefix] [s3://proxy-bucket] [--json] [options]
+         copies a bucket in the DeltaGlider CLI's layout (backend.cli_buckets)
+         into the native format, verifying every object; resumable
 
 Options:
   -l, --listen HOST:PORT   listen address (DELTAGLIDER_PROXY_LISTEN_ADDR, default 127.0.0.1:9000)
@@ -283,7 +355,7 @@ export function loadConfig(src: Sources = {}): CliAction {
     auth: ['keys', 'anonymous', 'sigv2'],
     metrics: ['token', 'public'],
     console: ['enabled', 'allow_http', 'session_minutes'],
-    backend: ['s3_bucket', 's3_endpoint', 's3_region', 's3_force_path_style', 's3_prefix', 's3_access_key_id', 's3_secret_access_key'],
+    backend: ['s3_bucket', 's3_endpoint', 's3_region', 's3_force_path_style', 's3_prefix', 's3_access_key_id', 's3_secret_access_key', 'cli_buckets'],
   };
   for (const [k, v] of Object.entries(table)) {
     if (known.has(k)) continue;
@@ -300,6 +372,7 @@ export function loadConfig(src: Sources = {}): CliAction {
     const flag = flags[s.field];
     const raw = flag ?? env[s.env] ?? lookup(table, s.toml);
     const label = flag !== undefined ? `flag for ${s.toml}` : env[s.env] !== undefined ? s.env : s.toml;
+    if (raw !== undefined && flag === undefined && env[s.env] === undefined) checkTomlType(s.parse as Parser<unknown>, raw, label);
     if (raw !== undefined) (config as unknown as Record<string, unknown>)[s.field] = s.parse(raw, label);
     else if (typeof s.default === 'function') deferred.push(s);
     else (config as unknown as Record<string, unknown>)[s.field] = s.default;
@@ -309,11 +382,35 @@ export function loadConfig(src: Sources = {}): CliAction {
   if (!!config.s3AccessKeyId !== !!config.s3SecretAccessKey) {
     throw new ConfigError('backend.s3_access_key_id and backend.s3_secret_access_key must be set together (DELTAGLIDER_PROXY_S3_ACCESS_KEY_ID / DELTAGLIDER_PROXY_S3_SECRET_ACCESS_KEY)');
   }
+  cliBucketMap(config);
   if (config.s3Prefix.startsWith('/')) throw new ConfigError('invalid backend.s3_prefix: must not start with "/"');
   if (!!config.accessKeyId !== !!config.secretAccessKey) {
     throw new ConfigError('access_key_id and secret_access_key must be set together (DELTAGLIDER_PROXY_ACCESS_KEY_ID / DELTAGLIDER_PROXY_SECRET_ACCESS_KEY)');
   }
-  return { action: 'run', config, configFile: file };
+  if (!!config.tlsCertFile !== !!config.tlsKeyFile) {
+    throw new ConfigError('tls_cert_file and tls_key_file must be set together (DELTAGLIDER_PROXY_TLS_CERT_FILE / DELTAGLIDER_PROXY_TLS_KEY_FILE)');
+  }
+  return { action: 'run', config, configFile: file, warnings: unknownEnv(env) };
+}
+
+/**
+ * backend.cli_buckets as proxy bucket -> backend bucket. Each entry is `name`
+ * (the backend bucket of the same name) or `name=backend-bucket`; S3 backend only.
+ */
+export function cliBucketMap(config: Pick<Config, 'cliBuckets' | 's3Bucket'>): Map<string, string> {
+  const map = new Map<string, string>();
+  const valid = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+  for (const entry of config.cliBuckets) {
+    const [name, backend = name, extra] = entry.split('=').map((x) => x.trim());
+    if (extra !== undefined || !valid.test(name) || !valid.test(backend)) {
+      throw new ConfigError(`invalid backend.cli_buckets entry ${JSON.stringify(entry)}: expected "bucket" or "bucket=backend-bucket" (S3 bucket names)`);
+    }
+    if (map.has(name)) throw new ConfigError(`backend.cli_buckets names ${name} twice`);
+    if (backend === config.s3Bucket) throw new ConfigError(`backend.cli_buckets: ${backend} is the backend bucket of the native layout (backend.s3_bucket)`);
+    map.set(name, backend);
+  }
+  if (map.size > 0 && !config.s3Bucket) throw new ConfigError('backend.cli_buckets needs the S3 backend (backend.s3_bucket)');
+  return map;
 }
 
 function parseTomlText(text: string, name: string): Record<string, unknown> {

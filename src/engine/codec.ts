@@ -1,5 +1,9 @@
 import { execa } from 'execa';
+import os from 'node:os';
 import type { Readable } from 'node:stream';
+import { CodecPool, type PoolOptions, type PoolStats, type Slot } from './codec-pool.js';
+import { DecodeAhead, SpoolBudget } from './decode-ahead.js';
+import { tempPath } from './spool.js';
 
 // The xdelta3 codec, run as the Debian/Homebrew `xdelta3` binary.
 //
@@ -28,7 +32,21 @@ export interface CodecOptions {
   secondary: string;
   /** Upper bound for -B, in bytes. */
   maxWindow: number;
+  /** Process, memory and queue limits (./codec-pool.ts); defaults below. */
+  pool?: Partial<PoolOptions>;
+  /** Where decodes spool ahead of slow readers (default: the system temp dir). */
+  spoolDir?: string;
+  /** Disk budget of those spools, bytes. */
+  spoolBytes?: number;
 }
+
+export const POOL_DEFAULTS = {
+  memoryBytes: 1024 * 1024 * 1024,
+  queueLength: 256,
+  spoolBytes: 1024 * 1024 * 1024,
+};
+
+export type CodecStats = PoolStats & { spoolBytes: number };
 
 const MIB = 1 << 20;
 export const DEFAULT_WINDOW = 64 * MIB;
@@ -41,7 +59,33 @@ export class XdeltaError extends Error {
 }
 
 export class Codec {
-  constructor(readonly opts: CodecOptions) {}
+  private readonly pool: CodecPool;
+  private readonly spoolBudget: SpoolBudget;
+
+  constructor(readonly opts: CodecOptions) {
+    this.pool = new CodecPool({
+      maxProcesses: opts.pool?.maxProcesses || os.availableParallelism(),
+      memoryBytes: opts.pool?.memoryBytes ?? POOL_DEFAULTS.memoryBytes,
+      queueLength: opts.pool?.queueLength ?? POOL_DEFAULTS.queueLength,
+    });
+    this.spoolBudget = new SpoolBudget(opts.spoolBytes ?? POOL_DEFAULTS.spoolBytes);
+  }
+
+  /** Pool figures for metrics: processes running, jobs queued, runs and their time. */
+  get stats(): CodecStats {
+    return { ...this.pool.stats, spoolBytes: this.spoolBudget.used };
+  }
+
+  /**
+   * Memory charged to the pool for one process, from measurements of
+   * xdelta3 3.0 (docs/operations.md, "Codec pool"): an encoder allocates its
+   * match index with the window, about 2.5 x -B at the 64 MiB floor; a
+   * decoder holds no more of the source than exists, plus its buffers.
+   */
+  charge(op: 'encode' | 'decode', refSize: number): number {
+    const w = this.window(refSize);
+    return op === 'encode' ? Math.ceil(2.5 * w) : Math.min(w, Math.ceil(refSize / MIB) * MIB) + 16 * MIB;
+  }
 
   /** The -B value for a reference of this size. */
   window(refSize: number): number {
@@ -63,13 +107,20 @@ export class Codec {
   /**
    * An encoder fed while the upload arrives: the target streams into
    * `stdin`, the delta goes to the file `out`. `done` settles when xdelta3
-   * exits, after `stdin` has ended.
+   * exits, after `stdin` has ended. Null when no codec slot is free now.
    */
-  encodeStream(ref: string, refSize: number, out: string): { stdin: NodeJS.WritableStream & { destroy(): void }; done: Promise<void>; kill(): void } {
+  encodeStream(ref: string, refSize: number, out: string): { stdin: NodeJS.WritableStream & { destroy(): void }; done: Promise<void>; kill(): void } | null {
+    // Only with a slot free right now, and preemptible: a queued job stops
+    // it, and the upload is then encoded after it arrives.
+    let kill = () => {};
+    const slot = this.pool.tryAcquire(this.charge('encode', refSize), () => kill());
+    if (!slot) return null;
     const child = execa(this.opts.binary, this.encodeArgs(ref, refSize), { stdin: 'pipe', stdout: { file: out }, stderr: 'pipe' });
+    kill = () => void child.kill();
     const done = child.then(
-      () => undefined,
+      () => slot.release(),
       (err: Error) => {
+        slot.release();
         throw new XdeltaError(`xdelta3 encode failed: ${err.message}`, err);
       },
     );
@@ -80,33 +131,76 @@ export class Codec {
   /** Encodes `target` against `ref` into the file `out`. */
   async encode(ref: string, refSize: number, target: string, out: string, signal?: AbortSignal): Promise<void> {
     const args = [...this.encodeArgs(ref, refSize), target, out];
+    // Waits for a slot; BusyError when the queue is full.
+    const slot = await this.pool.acquire(this.charge('encode', refSize), signal);
     try {
       await execa(this.opts.binary, args, { cancelSignal: signal, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe' });
     } catch (err) {
       throw new XdeltaError(`xdelta3 encode failed: ${(err as Error).message}`, err);
+    } finally {
+      slot.release();
     }
   }
 
   /**
    * Decodes `delta` against `ref`, streaming the result. The returned stream
    * errors if xdelta3 exits non-zero, so a corrupt delta never looks like a
-   * short but complete object.
+   * short but complete object, and ends only after a clean exit.
+   *
+   * Throws BusyError at once when the pool's queue is full. Otherwise the
+   * stream waits for a slot, then emits xdelta3's output as it comes;
+   * output the reader is not ready for is spooled to a temp file
+   * (./decode-ahead.ts), so the slot is released when xdelta3 exits, however
+   * slowly the client reads. The temp file goes when the stream closes.
    */
   decode(ref: string, refSize: number, delta: string | Readable, signal?: AbortSignal): Readable {
-    const args = ['-d', '-c', ...this.common(refSize), '-s', ref];
-    if (typeof delta === 'string') args.push(delta);
-    const child = execa(this.opts.binary, args, {
-      cancelSignal: signal,
-      stdin: typeof delta === 'string' ? 'ignore' : 'pipe',
-      stdout: 'pipe',
-      stderr: 'pipe',
-      buffer: { stdout: false, stderr: true },
-      encoding: 'buffer',
+    const ac = new AbortController();
+    let granted: Promise<Slot>;
+    try {
+      granted = this.pool.acquire(this.charge('decode', refSize), ac.signal);
+    } catch (err) {
+      if (typeof delta !== 'string') delta.destroy();
+      throw err;
+    }
+    let kill = () => {};
+    const out = new DecodeAhead(tempPath(this.opts.spoolDir ?? os.tmpdir(), 'decode'), this.spoolBudget, () => {
+      ac.abort();
+      kill();
+      if (typeof delta !== 'string') delta.destroy();
     });
-    if (typeof delta !== 'string') delta.pipe(child.stdin!);
-    const out = child.stdout!;
-    // execa's promise rejects on a non-zero exit; surface it on the stream.
-    child.catch((err: Error) => out.destroy(new XdeltaError(`xdelta3 decode failed: ${err.message}`, err)));
+    const onAbort = () => out.destroy(signal!.reason instanceof Error ? signal!.reason : new Error('aborted'));
+    if (signal?.aborted) onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    out.once('close', () => signal?.removeEventListener('abort', onAbort));
+    granted.then(
+      (slot) => {
+        if (out.destroyed) return slot.release();
+        const args = ['-d', '-c', ...this.common(refSize), '-s', ref];
+        if (typeof delta === 'string') args.push(delta);
+        const child = execa(this.opts.binary, args, {
+          stdin: typeof delta === 'string' ? 'ignore' : 'pipe',
+          stdout: 'pipe',
+          stderr: 'pipe',
+          buffer: { stdout: false, stderr: true },
+          encoding: 'buffer',
+        });
+        kill = () => void child.kill();
+        if (typeof delta !== 'string') delta.pipe(child.stdin!);
+        out.attach(child.stdout!);
+        child.then(
+          () => {
+            slot.release();
+            out.exitedOk();
+          },
+          (err: Error) => {
+            slot.release();
+            // execa's promise rejects on a non-zero exit; surface it on the stream.
+            out.destroy(new XdeltaError(`xdelta3 decode failed: ${err.message}`, err));
+          },
+        );
+      },
+      (err: Error) => out.destroy(err),
+    );
     return out;
   }
 

@@ -1,4 +1,5 @@
 import * as fsp from 'node:fs/promises';
+import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { AlreadyExistsError, NotEmptyError, NotFoundError, S3Error } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -11,13 +12,16 @@ import { Lister, type ListInput, type ListResult } from './list.js';
 import type { ObjectMeta } from './meta.js';
 import { Multipart } from './multipart.js';
 import { Objects, type Resolved } from './objects.js';
-import { UsageTracker } from './usage-tracker.js';
 import { prepareDelta } from './pre-encode.js';
 import { openStored } from './read.js';
 import { ReferenceCache } from './refcache.js';
 import { References } from './references.js';
 import { FileRouter } from './router.js';
 import { Collector } from './gc.js';
+import { DecodedCache } from './decoded-cache.js';
+import { GZIP_DEFAULTS, GzipKind } from './gzip-form.js';
+import { UsageTracker } from './usage-tracker.js';
+import { CliLayout } from './cli-layout/layout.js';
 import { spool, type SpoolOptions, type Spooled } from './spool.js';
 import type { EngineOptions, ObjectStore, PreEncode, PutInput } from './types.js';
 
@@ -36,11 +40,14 @@ export class Engine implements ObjectStore {
   readonly router: FileRouter;
   readonly multipart: Multipart;
   readonly gc: Collector;
-  private readonly cache: ReferenceCache;
-  private readonly refs: References;
-  private readonly objects: Objects;
   /** Per-bucket usage figures (./usage-tracker.ts): told of every commit and delete. */
   readonly usage: UsageTracker;
+  private readonly cache: ReferenceCache;
+  private readonly decoded: DecodedCache;
+  private readonly refs: References;
+  private readonly objects: Objects;
+  /** The gzip stored form: written only when its start-up self-test passes. */
+  private readonly gzip: GzipKind;
   private readonly lister: Lister;
   private readonly keyLocks = new KeyedRwLock();
   private readonly buckets = new Map<string, { info: BucketInfo; until: number }>();
@@ -49,6 +56,8 @@ export class Engine implements ObjectStore {
   private timers: NodeJS.Timeout[] = [];
   /** Buckets deleted through this instance: a write that waited on the bucket lock checks again. */
   private readonly removed = new Set<string>();
+  /** Buckets in the DeltaGlider CLI's layout (./cli-layout/), when configured. */
+  private readonly cli?: CliLayout;
 
   constructor(
     readonly backend: Backend,
@@ -58,13 +67,16 @@ export class Engine implements ObjectStore {
     this.codec = new Codec(opts.codec);
     this.router = new FileRouter(opts.deltaExtensions);
     this.cache = new ReferenceCache(opts.cacheDir, opts.cacheBytes, backend);
+    this.decoded = new DecodedCache(path.join(opts.cacheDir, 'decoded'), opts.decodedCacheBytes ?? 1 << 30);
     this.gc = new Collector(backend, { graceMs: opts.blobGraceMs ?? 60_000, orphanAgeMs: opts.orphanAgeMs ?? 3600_000 }, log);
     this.refs = new References(backend, this.cache, opts.toolVersion, log, this.gc);
     this.usage = new UsageTracker(backend, log);
-    this.objects = new Objects({ backend, refs: this.refs, codec: this.codec, router: this.router, gc: this.gc, opts, log, usage: this.usage });
+    this.gzip = new GzipKind({ backend, refs: this.refs, codec: this.codec, tmpDir: opts.tmpDir, maxDeltaRatio: opts.maxDeltaRatio, log }, { ...GZIP_DEFAULTS, ...opts.gzip });
+    this.objects = new Objects({ backend, refs: this.refs, codec: this.codec, router: this.router, gc: this.gc, gzip: this.gzip, opts, log, usage: (b, before, after) => this.usage.record(b, before, after) });
     this.gc.onDeltaRemoved = (bucket, space) => this.objects.collectReference(bucket, space);
     this.multipart = new Multipart(backend, this, log);
     this.lister = new Lister(backend, (b) => this.headBucket(b), (b, k) => this.findObject(b, k));
+    if (opts.cliLayout) this.cli = new CliLayout(opts.cliLayout, { codec: this.codec, router: this.router, opts, log });
   }
 
   get tmpDir(): string {
@@ -75,43 +87,51 @@ export class Engine implements ObjectStore {
     await fsp.mkdir(this.opts.tmpDir, { recursive: true });
     // Temp and cache files of a previous run are never valid now.
     await fsp.rm(this.opts.cacheDir, { recursive: true, force: true });
-    await fsp.mkdir(this.opts.cacheDir, { recursive: true });
+    await fsp.mkdir(path.join(this.opts.cacheDir, 'decoded'), { recursive: true });
+    await this.cli?.init();
     for (const f of await fsp.readdir(this.opts.tmpDir)) await fsp.rm(`${this.opts.tmpDir}/${f}`, { force: true, recursive: true });
     await this.backend.init();
+    await this.gzip.init();
     // Abandoned multipart uploads: swept at start-up, then hourly.
     const sweepUploads = () => this.multipart.sweep(this.opts.multipartMaxAgeMs).catch((err) => this.log.warn({ err }, 'multipart sweep failed'));
     await sweepUploads();
     this.timers.push(setInterval(sweepUploads, Math.min(3600_000, this.opts.multipartMaxAgeMs)).unref());
+    await this.usage.start();
     // Crash leftovers: a background sweep soon after start-up, then periodically.
     const every = this.opts.sweepIntervalMs ?? 24 * 3600_000;
     if (every > 0) {
       const run = () => void this.sweep().catch((err) => this.log.warn({ err }, 'blob sweep failed'));
       this.timers.push(setTimeout(run, 60_000).unref(), setInterval(run, every).unref());
     }
-    await this.usage.start();
   }
 
   async close(): Promise<void> {
     for (const t of this.timers) clearTimeout(t);
     this.gc.stop();
     this.cache.clear();
+    this.decoded.clear();
     await this.usage.close();
+    this.cli?.close();
     await this.backend.close();
   }
 
   /** Reference cache hits and misses since start (metrics). */
   get referenceCacheStats(): { hits: number; misses: number } {
-    return { ...this.cache.counters };
+    return { hits: this.cache.hits, misses: this.cache.misses };
   }
 
   // ---- buckets ----------------------------------------------------------
 
-  listBuckets(): Promise<BucketInfo[]> {
-    return this.backend.listBuckets();
+  async listBuckets(): Promise<BucketInfo[]> {
+    const native = await this.backend.listBuckets();
+    if (!this.cli) return native;
+    const cli = await this.cli.listBuckets();
+    return [...native.filter((b) => !this.cli!.has(b.name)), ...cli].sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
   async createBucket(bucket: string, opts: { location?: string } = {}): Promise<void> {
     checkBucketName(bucket);
+    if (this.cli?.has(bucket)) return this.cli.createBucket(bucket);
     this.removed.delete(bucket);
     try {
       await this.backend.createBucket(bucket, opts);
@@ -131,7 +151,7 @@ export class Engine implements ObjectStore {
   async headBucket(bucket: string): Promise<BucketInfo> {
     const cached = this.buckets.get(bucket);
     if (cached && cached.until > Date.now()) return cached.info;
-    const info = isBucketName(bucket) ? await this.backend.headBucket(bucket) : null;
+    const info = !isBucketName(bucket) ? null : this.cli?.has(bucket) ? await this.cli.headBucket(bucket) : await this.backend.headBucket(bucket);
     if (!info) throw new S3Error('NoSuchBucket', undefined, { fields: { BucketName: bucket } });
     if (this.buckets.size > 10_000) this.buckets.clear();
     this.buckets.set(bucket, { info, until: Date.now() + BUCKET_TTL_MS });
@@ -149,6 +169,12 @@ export class Engine implements ObjectStore {
     await this.headBucket(bucket);
     const release = await this.bucketLocks.write(bucket);
     try {
+      if (this.cli?.has(bucket)) {
+        for (const u of await this.multipart.list(bucket)) await this.multipart.abort(bucket, u.rec.key, u.id);
+        await this.cli.deleteBucket(bucket);
+        this.buckets.delete(bucket);
+        return;
+      }
       for await (const b of this.backend.list(bucket)) {
         if (keyOfMetaBlob(b.name)) throw new S3Error('BucketNotEmpty', undefined, { fields: { BucketName: bucket } });
       }
@@ -177,6 +203,7 @@ export class Engine implements ObjectStore {
 
   /** The visible version of a key, or null. */
   async findObject(bucket: string, key: string): Promise<ObjectMeta | null> {
+    if (this.cli?.has(bucket)) return this.cli.find(bucket, key);
     const r = await this.objects.resolve(bucket, key);
     return visible(r);
   }
@@ -215,6 +242,7 @@ export class Engine implements ObjectStore {
     const release = await this.bucketLocks.read(input.bucket);
     const releaseKey = await this.keyLocks.write(`${input.bucket}\0${input.key}`);
     try {
+      if (this.cli?.has(input.bucket)) return await this.cli.put(input);
       if (this.removed.has(input.bucket) && !(await this.backend.headBucket(input.bucket))) {
         throw new S3Error('NoSuchBucket', undefined, { fields: { BucketName: input.bucket } });
       }
@@ -232,7 +260,7 @@ export class Engine implements ObjectStore {
     await this.headBucket(bucket);
     const release = await this.keyLocks.write(`${bucket}\0${key}`);
     try {
-      return await this.objects.remove(bucket, key);
+      return await (this.cli?.has(bucket) ? this.cli.remove(bucket, key) : this.objects.remove(bucket, key));
     } finally {
       release();
       this.lister.invalidate(bucket);
@@ -241,15 +269,21 @@ export class Engine implements ObjectStore {
 
   /** Streams an object (or an inclusive range of it), verified as it goes (./read.ts). */
   openObject(bucket: string, meta: ObjectMeta, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
-    return openStored({ backend: this.backend, refs: this.refs, codec: this.codec }, bucket, meta, range, signal);
+    if (this.cli?.has(bucket)) return this.cli.open(bucket, meta, range, signal);
+    return openStored({ backend: this.backend, refs: this.refs, codec: this.codec, decoded: this.decoded, gzip: this.gzip }, bucket, meta, range, signal);
   }
 
   /** See ./pre-encode.ts. */
   prepareDelta(bucket: string, key: string, size: number | undefined): Promise<PreEncode | null> {
+    if (this.cli?.has(bucket)) return Promise.resolve(null);
     return prepareDelta({ codec: this.codec, refs: this.refs, router: this.router, opts: this.opts }, bucket, key, size);
   }
 
-  listObjects(input: ListInput): Promise<ListResult> {
+  async listObjects(input: ListInput): Promise<ListResult> {
+    if (this.cli?.has(input.bucket)) {
+      await this.headBucket(input.bucket);
+      return this.cli.list(input);
+    }
     return this.lister.list(input);
   }
 

@@ -28,6 +28,11 @@ export async function prepareDelta(deps: PreEncodeDeps, bucket: string, key: str
   if (!handle) return null;
   const out = tempPath(opts.tmpDir, 'pre-delta');
   const enc = codec.encodeStream(handle.path, handle.size, out);
+  // No codec slot free now: the upload is encoded after it arrives.
+  if (!enc) {
+    handle.release();
+    return null;
+  }
   let released = false;
   const release = () => {
     if (!released) handle.release();

@@ -30,8 +30,6 @@ export interface RefHandle {
 
 export class ReferenceCache {
   private readonly lru: LRUCache<string, Entry>;
-  /** For metrics: uses served from a local copy, and those that fetched one. */
-  readonly counters = { hits: 0, misses: 0 };
   private readonly inflight = new Map<string, Promise<Entry>>();
   /** Counters for metrics. */
   hits = 0;
@@ -74,7 +72,6 @@ export class ReferenceCache {
     }
     const id = ReferenceCache.id(bucket, blob, sha);
     let entry = this.lru.get(id);
-    this.counters[entry ? 'hits' : 'misses']++;
     if (entry) this.hits++;
     if (!entry) {
       this.misses++;

@@ -116,8 +116,10 @@ export class References {
   async collectIfUnused(bucket: string, space: string): Promise<ReferenceVersion[]> {
     const removed: ReferenceVersion[] = [];
     const { v1, v2 } = await this.deltasIn(bucket, space);
-    const old = v1 ? null : await this.collectFormat1(bucket, space);
-    if (old) removed.push(old);
+    if (!v1) {
+      const old = await this.collectFormat1(bucket, space);
+      if (old) removed.push(old);
+    }
     const ref = await this.read(bucket, space);
     if (!ref || v2) return removed;
     if (this.backend.shared) {
@@ -140,7 +142,8 @@ export class References {
       await this.backend.delete(bucket, referenceRecord(space));
     }
     this.gc.retire(bucket, [ref.blob]);
-    return [...removed, ref];
+    removed.push(ref);
+    return removed;
   }
 
   /**

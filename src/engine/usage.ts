@@ -1,6 +1,5 @@
 import { mapLimit } from '../log.js';
 import type { Backend } from '../storage/backend.js';
-import { format1Sidecar } from './format1.js';
 import { dataBlob, deltaspaceOf, keyOfMetaBlob, META_SUFFIX, REFERENCE, REFERENCE_RECORD, referenceBlob } from './keys.js';
 import { encodeMeta, parseObjectMeta, parseReferenceMeta, type ObjectMeta, type ReferenceMeta } from './meta.js';
 
@@ -25,33 +24,25 @@ export interface BucketUsage {
   stored: number;
 }
 
-/**
- * An object's usage: the blobs its sidecar names (each stored form, the
- * block digests when they are a blob of their own) plus the sidecar itself.
- * Blobs a newer commit replaced are not counted: they await removal
- * (blob_grace_seconds) and no object owns them.
- */
-export function objectUsage(meta: ObjectMeta, sidecarBytes?: number): Usage {
-  const blobs = new Map<string, number>();
-  for (const f of meta.stored) if (typeof f.blob === 'string' && typeof f.size === 'number' && f.size >= 0) blobs.set(f.blob, f.size);
-  let stored = sidecarBytes ?? (meta.format === 1 ? format1Sidecar(meta, String(meta.stored[0]?.etag ?? '')).length : encodeMeta(meta).length);
-  for (const n of blobs.values()) stored += n;
-  if (meta.blocks?.blob) stored += Math.ceil(meta.size / meta.blocks.size) * 4;
-  return { logical: meta.size, stored };
+/** An object's usage: its data blob plus its sidecar. */
+export function objectUsage(meta: ObjectMeta, sidecarBytes = encodeMeta(meta).length): Usage {
+  // Every stored form counts (two while a compaction is half done).
+  const blobs = meta.stored.reduce((n, f) => n + Math.max(0, f.size ?? 0), 0);
+  return { logical: meta.size, stored: blobs + sidecarBytes };
 }
 
-/** The usage of one key's stored versions (format 2 and leftovers of format 1), or null. */
-export function versionsUsage(metas: ObjectMeta[]): Usage | null {
-  if (metas.length === 0) return null;
-  const all = metas.map((m) => objectUsage(m));
-  return { logical: all[0].logical, stored: all.reduce((n, u) => n + u.stored, 0) };
+/** The usage of one key's stored versions (two after an interrupted overwrite), or null. */
+export function versionsUsage(metas: (ObjectMeta | undefined)[]): Usage | null {
+  const present = metas.filter((m): m is ObjectMeta => !!m).map((m) => objectUsage(m));
+  if (present.length === 0) return null;
+  return { logical: present[0].logical, stored: present.reduce((n, u) => n + u.stored, 0) };
 }
 
-/** A reference's usage: its blob plus its record, no object, no logical bytes. */
-export function referenceUsage(ref: ReferenceMeta, recordBytes?: number): Usage {
+/** A reference's usage: its blob plus its sidecar, no object, no logical bytes. */
+export function referenceUsage(ref: ReferenceMeta, sidecarBytes?: number): Usage {
   const { etag: _drop, ...plain } = ref as ReferenceMeta & { etag?: string };
   void _drop;
-  return { logical: 0, stored: ref.size + (recordBytes ?? encodeMeta(plain).length), objects: 0 };
+  return { logical: 0, stored: ref.size + (sidecarBytes ?? encodeMeta(plain).length), objects: 0 };
 }
 
 // ---- scanning -------------------------------------------------------------
@@ -100,24 +91,25 @@ export async function scanUsage(backend: Backend, bucket: string, prefix = '', o
     if (!s) spaces.set(name, (s = { bucket, deltaspace: name, objects: 0, deltas: 0, direct: 0, logical_bytes: 0, stored_bytes: 0, reference_bytes: 0, saving: 0 }));
     return s;
   };
-  const versions = new Map<string, { meta: ObjectMeta; bytes: number }[]>();
-  const refs: { name: string; space: string; bytes: number; format1: boolean }[] = [];
-  const sidecars: { name: string; key: string; bytes: number }[] = [];
-  const v1Ref = REFERENCE + META_SUFFIX;
+  const seen = new Map<string, { meta: ObjectMeta; bytes: number }>();
+  const refs: { name: string; bytes: number }[] = [];
+  const sidecars: { name: string; bytes: number }[] = [];
+  // Reference records: `reference.meta` (format 2), `reference.bin.meta` (format 1).
+  const refNames = [REFERENCE_RECORD, REFERENCE + META_SUFFIX];
+  const refSpace = (name: string) => {
+    for (const r of refNames) {
+      if (name === r) return '';
+      if (name.endsWith(`/${r}`)) return name.slice(0, -(r.length + 1));
+    }
+    return null;
+  };
   // A reference lives at the deltaspace's top; list the deltaspace of a
-  // partial prefix ('rel/v1' -> 'rel/') so that its reference is found too.
+  // partial prefix ('rel/v1' -> 'rel/') so its reference is found too.
   const listPrefix = prefix.slice(0, prefix.lastIndexOf('/') + 1);
   for await (const b of backend.list(bucket, { prefix: listPrefix })) {
     if (opts.shouldStop?.()) break;
-    const slash = b.name.lastIndexOf('/');
-    const base = b.name.slice(slash + 1);
-    const dir = slash < 0 ? '' : b.name.slice(0, slash);
-    if (base === REFERENCE_RECORD || base === v1Ref) {
-      refs.push({ name: b.name, space: dir, bytes: b.size, format1: base === v1Ref });
-      continue;
-    }
-    const k = b.name.startsWith(prefix) ? keyOfMetaBlob(b.name) : null;
-    if (k) sidecars.push({ name: b.name, key: k.key, bytes: b.size });
+    if (refSpace(b.name) !== null) refs.push({ name: b.name, bytes: b.size });
+    else if (b.name.startsWith(prefix) && keyOfMetaBlob(b.name)) sidecars.push({ name: b.name, bytes: b.size });
   }
   const started = Date.now();
   let reads = 0;
@@ -127,34 +119,38 @@ export async function scanUsage(backend: Backend, bucket: string, prefix = '', o
     const due = started + (reads / opts.readsPerSecond) * 1000;
     if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
   };
-  await mapLimit(sidecars, 8, async ({ name, key, bytes }) => {
+  await mapLimit(sidecars, 8, async ({ name, bytes }) => {
     if (opts.shouldStop?.()) return;
     await pace();
     const blob = await backend.readSmall(bucket, name);
     if (!blob) return;
     let meta: ObjectMeta;
     try {
-      meta = parseObjectMeta(blob.body, { dataBlob: (kind) => dataBlob(key, kind), referenceBlob: referenceBlob(deltaspaceOf(key)) });
+      const k = keyOfMetaBlob(name)!;
+      meta = parseObjectMeta(blob.body, { dataBlob: (kind) => dataBlob(k.key, kind), referenceBlob: referenceBlob(deltaspaceOf(k.key)) });
     } catch {
       return;
     }
-    const list = versions.get(key) ?? [];
-    list.push({ meta, bytes });
-    versions.set(key, list);
+    const prev = seen.get(meta.key);
+    // Two sidecars for one key: an overwrite that changed kind was cut
+    // short; the newer one is the object, the older one is still stored.
+    if (prev) {
+      const [older, newer] = prev.meta.created >= meta.created ? [{ meta, bytes }, prev] : [prev, { meta, bytes }];
+      space(deltaspaceOf(meta.key)).stored_bytes += objectUsage(older.meta, older.bytes).stored;
+      seen.set(meta.key, newer);
+    } else seen.set(meta.key, { meta, bytes });
   });
-  for (const list of versions.values()) {
-    // The visible version: format 2, else the newest format 1 sidecar;
-    // the others (an upgrade or an overwrite cut short) are still stored.
-    list.sort((a, b) => b.meta.format - a.meta.format || (a.meta.created < b.meta.created ? 1 : -1));
-    const visible = list[0].meta;
-    const s = space(deltaspaceOf(visible.key));
+  for (const { meta, bytes } of seen.values()) {
+    const s = space(deltaspaceOf(meta.key));
+    const u = objectUsage(meta, bytes);
     s.objects++;
-    if (visible.kind === 'delta') s.deltas++;
+    if (meta.kind === 'delta' || meta.kind === 'gzip') s.deltas++;
     else s.direct++;
-    s.logical_bytes += visible.size;
-    for (const v of list) s.stored_bytes += objectUsage(v.meta, v.bytes).stored;
+    s.logical_bytes += u.logical;
+    s.stored_bytes += u.stored;
   }
-  await mapLimit(refs, 8, async ({ name, space: spaceName, bytes, format1 }) => {
+  await mapLimit(refs, 8, async ({ name, bytes }) => {
+    const spaceName = refSpace(name)!;
     // A reference belongs to the selection when its deltaspace does, or
     // when a selected object lives in its deltaspace.
     if (!(`${spaceName}/`.startsWith(prefix) || spaces.has(spaceName))) return;
@@ -162,14 +158,14 @@ export async function scanUsage(backend: Backend, bucket: string, prefix = '', o
     if (!blob) return;
     let ref: ReferenceMeta;
     try {
-      ref = parseReferenceMeta(blob.body, format1 ? referenceBlob(spaceName) : undefined);
+      ref = parseReferenceMeta(blob.body, referenceBlob(spaceName));
     } catch {
       return;
     }
     const s = space(spaceName);
-    const u = referenceUsage(ref, bytes).stored;
-    s.reference_bytes += u;
-    s.stored_bytes += u;
+    const r = referenceUsage(ref, bytes).stored;
+    s.reference_bytes += r;
+    s.stored_bytes += r;
   });
   const rows = [...spaces.values()].sort((a, b) => (a.deltaspace < b.deltaspace ? -1 : a.deltaspace > b.deltaspace ? 1 : 0));
   for (const r of rows) r.saving = saving(r.logical_bytes, r.stored_bytes);

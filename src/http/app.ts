@@ -8,6 +8,7 @@ import type { Ctx } from './context.js';
 import { sendError, toS3Error } from './errors.js';
 import { authenticate, authorize, KeyStore } from './auth/authenticate.js';
 import { ROUTES } from './routes.js';
+import { watchSend } from './timeouts.js';
 import { Router, type Level } from './router.js';
 import { ADMIN, isSigned, registerAdmin } from './admin/index.js';
 import { Metrics } from './admin/metrics.js';
@@ -77,9 +78,16 @@ export function effectiveKeys(config: Config): { keys: KeyGrant[]; development: 
   return { keys: [{ accessKeyId: DEV_ACCESS_KEY_ID, secretAccessKey: DEV_SECRET_ACCESS_KEY, readOnly: false }], development: true };
 }
 
+/** PEM certificate and key: the app serves HTTPS. */
+export interface TlsFiles {
+  cert: Buffer;
+  key: Buffer;
+}
+
 /** The HTTP app; `makeEngine` receives the app's logger. */
-export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): FastifyInstance {
+export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine, tls?: TlsFiles): FastifyInstance {
   const app = Fastify({
+    ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}),
     logger: loggerOptions(config),
     // Fastify's two lines per request are replaced by one (onResponse below).
     logController: new LogController({ disableRequestLogging: true }),
@@ -87,7 +95,8 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
     requestIdHeader: false,
     routerOptions: { maxParamLength: 4096, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false },
     requestTimeout: 0,
-    return503OnClosing: true,
+    // Requests arriving during a graceful stop get an S3 503 (onRequest below).
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     // Malformed percent-encoding in the path is S3's InvalidURI.
     frameworkErrors: (err, req, reply) => {
@@ -109,11 +118,21 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine): 
   if (development) app.log.warn(`no key pair configured: clients sign with the public development pair (access key ${DEV_ACCESS_KEY_ID}, docs/configuration.md); do not expose this port`);
   if (config.anonymous !== 'none') app.log.warn(`anonymous access is enabled (${config.anonymous})`);
 
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-amz-request-id', req.id);
     reply.header('x-amz-id-2', req.id);
     reply.header('server', 'DeltaGliderProxy');
     startRequest(req);
+    watchSend(reply, config.sendIdleTimeoutSecs * 1000);
+    if (closing) {
+      // Shutting down: every SDK retries a 503 (on another instance, behind a balancer).
+      reply.header('connection', 'close');
+      return sendError(reply, new S3Error('ServiceUnavailable', 'The server is shutting down. Please retry.'), req.url, req.id);
+    }
   });
   const metrics = new Metrics(engine);
   app.addHook('onResponse', async (req, reply) => {

@@ -5,6 +5,7 @@ import { S3Error } from '../errors.js';
 import { AwsChunkedDecoder, type ChunkVerifier } from './chunked.js';
 import { CHECKSUM_ALGORITHMS, isChecksumAlgorithm, newChecksum, type ChecksumAlgorithm } from './checksums.js';
 import { header, type Ctx } from './context.js';
+import { guardedBody } from './timeouts.js';
 
 // Request bodies: aws-chunked decoding, length checks, and every integrity
 // check S3 applies to an upload (Content-MD5, x-amz-content-sha256,
@@ -103,12 +104,13 @@ export async function receiveBody(ctx: Ctx, opts: BodyOptions): Promise<Received
   const md5Header = header(ctx, 'content-md5');
   if (md5Header !== undefined && Buffer.from(md5Header, 'base64').length !== 16) throw new S3Error('InvalidDigest');
 
-  let body: Readable = ctx.req.raw;
+  const raw = guardedBody(ctx);
+  let body: Readable = raw;
   let decoder: AwsChunkedDecoder | undefined;
   if (chunked) {
     decoder = chunkDecoder(ctx);
-    ctx.req.raw.on('error', (err) => decoder!.destroy(err));
-    body = ctx.req.raw.pipe(decoder);
+    raw.on('error', (err) => decoder!.destroy(err));
+    body = raw.pipe(decoder);
   }
   const extra = Object.fromEntries([...wanted].map((alg) => [alg, newChecksum(alg)]));
   const spooled = await ctx.engine.spool(body, { extra, maxSize: opts.maxSize, signal: ctx.signal, tee: opts.tee });
@@ -136,11 +138,12 @@ export async function receiveBody(ctx: Ctx, opts: BodyOptions): Promise<Received
 
 /** Reads a small request body (XML documents) with a size cap, decoding aws-chunked. */
 export async function readSmallBody(ctx: Ctx, limit = 2 * 1024 * 1024): Promise<Buffer> {
-  let body: Readable = ctx.req.raw;
+  const raw = guardedBody(ctx);
+  let body: Readable = raw;
   if (isAwsChunked(ctx)) {
     const decoder = chunkDecoder(ctx);
-    ctx.req.raw.on('error', (err) => decoder.destroy(err));
-    body = ctx.req.raw.pipe(decoder);
+    raw.on('error', (err) => decoder.destroy(err));
+    body = raw.pipe(decoder);
   }
   const chunks: Buffer[] = [];
   let n = 0;

@@ -54,19 +54,19 @@ export function setObjectHeaders(ctx: Ctx, meta: ObjectMeta, withChecksums: bool
 }
 
 /** How the proxy stored the object (docs/s3-compatibility.md, "Extra headers"). */
-export function setStorageHeaders(ctx: Ctx, meta: Pick<ObjectMeta, 'kind' | 'stored_size'> & Partial<Pick<ObjectMeta, 'stored'>>): void {
+export function setStorageHeaders(ctx: Ctx, meta: Pick<ObjectMeta, 'kind' | 'stored_size' | 'seeded_reference'> & { size?: number }): void {
   ctx.reply.header('x-deltaglider-stored-as', meta.kind);
   ctx.reply.header('x-deltaglider-stored-size', String(storedSize(meta)));
 }
 
 /**
  * The stored size an object reports: its first stored form's blob, plus the
- * reference when the upload that wrote that delta also wrote the reference
- * (its own bytes): what that write really cost (docs/s3-compatibility.md).
+ * reference when that form is a delta against the object's own bytes (the
+ * upload that seeded the reference wrote it): what that write really cost
+ * (docs/s3-compatibility.md).
  */
-export function storedSize(meta: Pick<ObjectMeta, 'stored_size'> & Partial<Pick<ObjectMeta, 'stored'>>): number {
-  const first = meta.stored?.[0] as { kind: string; reference?: { size: number; seeded?: boolean } } | undefined;
-  return meta.stored_size + (first?.kind === 'delta' && first.reference?.seeded ? first.reference.size : 0);
+export function storedSize(meta: Pick<ObjectMeta, 'stored_size' | 'seeded_reference'> & { size?: number }): number {
+  return meta.stored_size + (meta.seeded_reference ? (meta.size ?? 0) : 0);
 }
 
 function etagMatches(list: string, etag: string): boolean {
@@ -146,6 +146,25 @@ export const RESPONSE_OVERRIDES: Record<string, string> = {
   'response-content-disposition': 'content-disposition',
   'response-content-encoding': 'content-encoding',
 };
+
+/**
+ * The response-* overrides of a request, checked: a value that cannot be an
+ * HTTP header value (CR, LF and other control characters, or characters
+ * beyond Latin-1, RFC 9110 section 5.5) is 400 InvalidArgument, as S3
+ * answers, never a failure while the response is being written.
+ */
+export function responseOverrides(ctx: Ctx): [string, string][] {
+  const out: [string, string][] = [];
+  for (const [param, name] of Object.entries(RESPONSE_OVERRIDES)) {
+    const v = ctx.query.get(param);
+    if (v === null) continue;
+    if (/[^\t\x20-\x7e\x80-\xff]/.test(v)) {
+      throw new S3Error('InvalidArgument', `Header value cannot be represented using ISO-8859-1.`, { fields: { ArgumentName: param, ArgumentValue: v.replace(/[^\x20-\x7e]/g, '?') } });
+    }
+    out.push([name, v]);
+  }
+  return out;
+}
 
 /**
  * Buckets are never versioned here, so every object has the one version

@@ -3,7 +3,7 @@ import type { ObjectMeta } from '../../engine/meta.js';
 import type { ByteRange } from '../../storage/backend.js';
 import { S3Error } from '../../errors.js';
 import { header, type Ctx } from '../context.js';
-import { RESPONSE_OVERRIDES, checkConditions, checkVersionId, parseRange, setObjectHeaders } from '../object-headers.js';
+import { checkConditions, checkVersionId, parseRange, responseOverrides, setObjectHeaders } from '../object-headers.js';
 
 /**
  * GetObject and HeadObject: GET|HEAD /bucket/key, with a single Range,
@@ -11,6 +11,7 @@ import { RESPONSE_OVERRIDES, checkConditions, checkVersionId, parseRange, setObj
  */
 export async function getObject(ctx: Ctx): Promise<void> {
   checkVersionId(ctx);
+  const overrides = responseOverrides(ctx);
   const partNumber = ctx.query.get('partNumber');
   if (partNumber !== null && header(ctx, 'range') !== undefined) {
     throw new S3Error('InvalidRequest', 'Cannot specify both Range header and partNumber query parameter');
@@ -29,10 +30,7 @@ export async function getObject(ctx: Ctx): Promise<void> {
   );
   const whole = !range;
   setObjectHeaders(ctx, meta, whole && header(ctx, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED');
-  for (const [param, name] of Object.entries(RESPONSE_OVERRIDES)) {
-    const v = ctx.query.get(param);
-    if (v !== null) ctx.reply.header(name, v);
-  }
+  for (const [name, v] of overrides) ctx.reply.header(name, v);
   if (range) {
     ctx.reply.code(206);
     ctx.reply.header('content-range', `bytes ${range.start}-${range.end}/${meta.size}`);

@@ -1,0 +1,196 @@
+import * as fsp from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { AlreadyExistsError, S3Error } from '../../errors.js';
+import { mapLimit, type Logger } from '../../log.js';
+import type { Backend, BucketInfo, ByteRange } from '../../storage/backend.js';
+import type { PlainObject, PlainStore } from '../../storage/plain.js';
+import type { Codec } from '../codec.js';
+import { deltaspaceOf, spacePrefix } from '../keys.js';
+import type { ListInput, ListResult } from '../list.js';
+import { KeyedRwLock } from '../locks.js';
+import type { ObjectMeta } from '../meta.js';
+import { ReferenceCache } from '../refcache.js';
+import type { FileRouter } from '../router.js';
+import type { EngineOptions, PutInput } from '../types.js';
+import { listCliPage } from './list.js';
+import { deltaName, DELTA_SUFFIX, describe, field, parseCreated, referenceName, userKeyOf } from './names.js';
+import { openCli } from './read.js';
+import { putCli } from './write.js';
+
+// Proxy buckets mapped onto whole backend buckets in the DeltaGlider CLI's
+// layout (config backend.cli_buckets; docs/storage-format.md, "DeltaGlider
+// CLI layout"). The Engine hands every object operation on such a bucket to
+// this class; format 2 never sees them.
+
+export interface CliLayoutOptions {
+  store: PlainStore;
+  /** proxy bucket -> backend bucket */
+  buckets: Map<string, string>;
+}
+
+export interface CliLayoutDeps {
+  codec: Codec;
+  router: FileRouter;
+  opts: EngineOptions;
+  log: Logger;
+}
+
+export class CliLayout {
+  private readonly store: PlainStore;
+  private readonly map: Map<string, string>;
+  private readonly cache: ReferenceCache;
+  private readonly cacheDir: string;
+  /** Reference use (read) against reference removal (write), per deltaspace. */
+  private readonly spaceLocks = new KeyedRwLock();
+
+  constructor(
+    o: CliLayoutOptions,
+    private readonly d: CliLayoutDeps,
+  ) {
+    this.store = o.store;
+    this.map = o.buckets;
+    this.cacheDir = path.join(d.opts.cacheDir, 'cli-layout');
+    // The cache reads references by name through the store (all it needs of a Backend).
+    const reader = { getStream: (b: string, n: string, g: { range?: ByteRange; signal?: AbortSignal }) => this.store.get(b, n, g) } as unknown as Backend;
+    this.cache = new ReferenceCache(this.cacheDir, d.opts.cacheBytes, reader);
+  }
+
+  has(bucket: string): boolean {
+    return this.map.has(bucket);
+  }
+
+  private backend(bucket: string): string {
+    return this.map.get(bucket)!;
+  }
+
+  /** After the engine has emptied its cache directory. */
+  async init(): Promise<void> {
+    await fsp.mkdir(this.cacheDir, { recursive: true });
+  }
+
+  close(): void {
+    this.cache.clear();
+    (this.store as { close?: () => void }).close?.();
+  }
+
+  // ---- buckets ----------------------------------------------------------
+
+  async listBuckets(): Promise<BucketInfo[]> {
+    const all = await this.store.listBuckets();
+    const created = new Map((all ?? []).map((b) => [b.name, b.created]));
+    const out: BucketInfo[] = [];
+    for (const [name, backend] of this.map) {
+      if (all ? created.has(backend) : await this.store.headBucket(backend)) out.push({ name, created: created.get(backend) ?? new Date(0) });
+    }
+    return out;
+  }
+
+  async headBucket(bucket: string): Promise<BucketInfo | null> {
+    return (await this.store.headBucket(this.backend(bucket))) ? { name: bucket, created: new Date(0) } : null;
+  }
+
+  async createBucket(bucket: string): Promise<void> {
+    try {
+      await this.store.createBucket(this.backend(bucket));
+    } catch (err) {
+      if (err instanceof AlreadyExistsError) throw new S3Error('BucketAlreadyOwnedByYou', undefined, { fields: { BucketName: bucket } });
+      throw err;
+    }
+  }
+
+  /** Empty of user objects: the CLI's leftovers (references, .deltaglider/) go with it. */
+  async deleteBucket(bucket: string): Promise<void> {
+    const b = this.backend(bucket);
+    const rest: string[] = [];
+    for await (const o of this.store.list(b, { prefix: '' })) {
+      if (userKeyOf(o.name) !== null) throw new S3Error('BucketNotEmpty', undefined, { fields: { BucketName: bucket } });
+      rest.push(o.name);
+    }
+    await mapLimit(rest, 16, (n) => this.store.delete(b, n));
+    await this.store.deleteBucket(b);
+  }
+
+  // ---- objects ----------------------------------------------------------
+
+  /**
+   * The visible object under a key: K (direct, or a plain S3 object) or
+   * K.delta. While a write changes an object's kind both exist for a moment;
+   * the newer one (dg-created-at, then Last-Modified) is the object.
+   */
+  async find(bucket: string, key: string, names?: string[]): Promise<ObjectMeta | null> {
+    if (userKeyOf(key) !== key) return null;
+    const b = this.backend(bucket);
+    const want = names ?? [key, deltaName(key)];
+    const heads = await Promise.all(want.map((n) => this.store.head(b, n)));
+    const found = heads.filter((h): h is PlainObject => h !== null);
+    if (found.length === 0) return null;
+    const when = (o: PlainObject) => Date.parse(parseCreated(field(o.metadata, 'created_at'), o.lastModified));
+    found.sort((x, y) => when(y) - when(x) || y.lastModified.getTime() - x.lastModified.getTime());
+    const o = found[0];
+    return describe(key, o, o.key.endsWith(DELTA_SUFFIX) && o.key !== key ? 'delta' : 'direct', bucket);
+  }
+
+  open(bucket: string, meta: ObjectMeta, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
+    return openCli({ store: this.store, cache: this.cache, codec: this.d.codec, tmpDir: this.d.opts.tmpDir }, this.backend(bucket), meta, range, signal);
+  }
+
+  async put(input: PutInput): Promise<ObjectMeta> {
+    const current = await this.find(input.bucket, input.key).catch(() => null);
+    const space = `${input.bucket}\0${deltaspaceOf(input.key)}`;
+    const useSpace = async <T>(fn: () => Promise<T>): Promise<T> => {
+      const release = await this.spaceLocks.read(space);
+      try {
+        return await fn();
+      } finally {
+        release();
+      }
+    };
+    const r = await putCli({ ...this.d, store: this.store, cache: this.cache }, input.bucket, this.backend(input.bucket), input, current, useSpace);
+    if (r.droppedDelta) await this.collectReference(input.bucket, deltaspaceOf(input.key));
+    return r.meta;
+  }
+
+  /** Removes both stored names of a key; the reference goes when no delta is left. */
+  async remove(bucket: string, key: string): Promise<boolean> {
+    if (userKeyOf(key) !== key) return false;
+    const b = this.backend(bucket);
+    const [direct, delta] = await Promise.all([this.store.head(b, key), this.store.head(b, deltaName(key))]);
+    if (direct) await this.store.delete(b, key);
+    if (delta) {
+      await this.store.delete(b, deltaName(key));
+      await this.collectReference(bucket, deltaspaceOf(key));
+    }
+    return !!(direct || delta);
+  }
+
+  /** As the CLI does: the reference stays while any delta of its deltaspace is left. */
+  private async collectReference(bucket: string, space: string): Promise<void> {
+    const b = this.backend(bucket);
+    const release = await this.spaceLocks.write(`${bucket}\0${space}`);
+    try {
+      for await (const o of this.store.list(b, { prefix: spacePrefix(space), shallow: true })) {
+        if (o.name.endsWith(DELTA_SUFFIX)) return;
+      }
+      await this.store.delete(b, referenceName(space));
+    } catch (err) {
+      this.d.log.warn({ bucket, space, err }, 'CLI layout: reference clean-up failed');
+    } finally {
+      release();
+    }
+  }
+
+  async list(input: ListInput): Promise<ListResult> {
+    const { names, page } = await listCliPage(this.store, this.backend(input.bucket), input);
+    const metas = await mapLimit(page.keys, 16, async (key) => {
+      try {
+        return await this.find(input.bucket, key, names.get(key));
+      } catch (err) {
+        // Unreadable records are left out of the listing; GET and HEAD say why.
+        this.d.log.warn({ bucket: input.bucket, key, err }, 'CLI layout: object left out of a listing');
+        return null;
+      }
+    });
+    return { objects: metas.filter((m): m is ObjectMeta => m !== null), commonPrefixes: page.commonPrefixes, truncated: page.truncated, last: page.last };
+  }
+}

@@ -1,0 +1,178 @@
+import { open, rm, type FileHandle } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+
+// Decoding ahead of a slow reader. xdelta3's output is passed straight to
+// the reader while the reader keeps up; whatever the reader is not ready
+// for goes to a temp file that the reader then follows. xdelta3 therefore
+// runs at its own speed and gives its codec slot back when it exits, not
+// when the client has read the last byte. When the reader catches up with
+// the file, the file is emptied and its bytes are returned to the budget.
+//
+// All spool files share one disk budget; a stream that would exceed it
+// pauses xdelta3 (which then keeps its slot, the behaviour without a spool)
+// until space frees.
+
+/** Disk budget shared by the decode spools of one codec. */
+export class SpoolBudget {
+  used = 0;
+  private readonly waiters = new Set<() => void>();
+
+  constructor(readonly max: number) {}
+
+  add(n: number): void {
+    this.used += n;
+  }
+
+  sub(n: number): void {
+    this.used -= n;
+    // With a zero budget a stream spools one chunk at a time.
+    if (this.used >= this.max && this.used > 0) return;
+    for (const w of [...this.waiters]) {
+      this.waiters.delete(w);
+      w();
+    }
+  }
+
+  get full(): boolean {
+    return this.used >= this.max;
+  }
+
+  onFree(fn: () => void): () => void {
+    this.waiters.add(fn);
+    return () => this.waiters.delete(fn);
+  }
+}
+
+const READ_SIZE = 1 << 20;
+
+export class DecodeAhead extends Readable {
+  private src?: Readable;
+  private fh?: FileHandle;
+  private chain: Promise<unknown> = Promise.resolve();
+  /** Bytes handed to the file (some may still be in flight). */
+  private queued = 0;
+  /** Bytes on disk. */
+  private written = 0;
+  /** Bytes of the file already given to the reader. */
+  private readPos = 0;
+  /** Budget charged for the file's current content. */
+  private charged = 0;
+  private wanting = false;
+  private reading = false;
+  private srcEnded = false;
+  private exited = false;
+  private stopWaiting?: () => void;
+
+  constructor(
+    private readonly file: string,
+    private readonly budget: SpoolBudget,
+    private readonly onClose: () => void,
+  ) {
+    super({ highWaterMark: READ_SIZE });
+  }
+
+  /** Bytes spooled and not yet read (for tests and metrics). */
+  get spooled(): number {
+    return this.queued - this.readPos;
+  }
+
+  /** Starts consuming xdelta3's stdout. */
+  attach(src: Readable): void {
+    this.src = src;
+    src.on('data', (c: Buffer) => this.onChunk(c));
+    src.on('end', () => {
+      this.srcEnded = true;
+      this.pump();
+    });
+    src.on('error', (err) => this.destroy(err));
+  }
+
+  /** The process exited successfully: the output is complete once drained. */
+  exitedOk(): void {
+    this.exited = true;
+    this.pump();
+  }
+
+  private onChunk(c: Buffer): void {
+    if (this.destroyed) return;
+    if (this.queued === this.readPos && this.wanting) {
+      this.wanting = this.push(c);
+      return;
+    }
+    const pos = this.queued;
+    this.queued += c.length;
+    this.charged += c.length;
+    this.budget.add(c.length);
+    if (this.budget.full && !this.stopWaiting) {
+      this.src!.pause();
+      this.stopWaiting = this.budget.onFree(() => {
+        this.stopWaiting = undefined;
+        if (!this.destroyed) this.src!.resume();
+      });
+    }
+    this.chain = this.chain
+      .then(async () => {
+        if (this.destroyed) return;
+        this.fh ??= await open(this.file, 'w+');
+        await this.fh.write(c, 0, c.length, pos);
+        this.written = pos + c.length;
+        this.pump();
+      })
+      .catch((err: Error) => this.destroy(err));
+  }
+
+  override _read(): void {
+    this.wanting = true;
+    this.pump();
+  }
+
+  private pump(): void {
+    if (this.reading || this.destroyed) return;
+    if (this.readPos < this.written) {
+      if (!this.wanting) return;
+      this.reading = true;
+      const n = Math.min(READ_SIZE, this.written - this.readPos);
+      const buf = Buffer.allocUnsafe(n);
+      this.fh!.read(buf, 0, n, this.readPos).then(
+        ({ bytesRead }) => {
+          this.reading = false;
+          if (this.destroyed) return;
+          if (bytesRead !== n) return this.destroy(new Error(`decode spool: short read (${bytesRead} of ${n})`));
+          this.readPos += n;
+          if (this.readPos === this.queued) this.empty();
+          this.wanting = this.push(buf);
+          this.pump();
+        },
+        (err: Error) => this.destroy(err),
+      );
+      return;
+    }
+    if (this.readPos === this.queued && this.srcEnded && this.exited) this.push(null);
+  }
+
+  /** The reader has caught up: the file's bytes go back to the budget. */
+  private empty(): void {
+    const freed = this.charged;
+    this.queued = this.written = this.readPos = this.charged = 0;
+    this.chain = this.chain.then(() => this.fh?.truncate(0)).catch((err: Error) => this.destroy(err));
+    if (freed > 0) this.budget.sub(freed);
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.stopWaiting?.();
+    this.src?.destroy();
+    this.onClose();
+    const freed = this.charged;
+    this.charged = 0;
+    if (freed > 0) this.budget.sub(freed);
+    const cleanup = async () => {
+      await this.chain.catch(() => {});
+      await this.fh?.close().catch(() => {});
+      await rm(this.file, { force: true });
+    };
+    cleanup().then(
+      () => cb(err),
+      () => cb(err),
+    );
+  }
+}
