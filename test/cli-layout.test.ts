@@ -202,6 +202,11 @@ for o in s3.list_objects_v2(Bucket='releases', Prefix='app/')['Contents']:
     }
     const meta = await c.send(new PutObjectCommand({ Bucket: 'releases', Key: 'app/m.txt', Body: 'x', Metadata: { 'dg-file-sha256': 'x' } })).catch((e: Error) => e);
     t.equal((meta as { name?: string }).name, 'InvalidArgument', 'dg-* user metadata');
+    // Within S3's 2 KB for user metadata, but not beside the layout's own records.
+    const big = await c.send(new PutObjectCommand({ Bucket: 'releases', Key: 'meta/a.zip', Body: 'x', Metadata: { pad: 'p'.repeat(1900) } })).catch((e: Error) => e);
+    t.equal((big as { name?: string }).name, 'MetadataTooLarge');
+    const left = await moto.client.send(new ListObjectsV2Command({ Bucket: 'cli-data', Prefix: 'meta/' }));
+    t.equal(left.KeyCount, 0, 'no reference seeded for a refused upload');
   });
 
   await t.test('deletes keep the reference while deltas need it', async (t) => {
