@@ -4,6 +4,7 @@ import { Codec } from './engine/codec.js';
 import { startServer, StartupError } from './server.js';
 import { VERSION } from './version.js';
 import { runScrub } from './cli/scrub.js';
+import { runStats } from './cli/stats.js';
 import { runMigrate } from './cli/migrate.js';
 
 // The command: settings, start-up checks, serving, and a graceful stop.
@@ -35,6 +36,7 @@ async function main(): Promise<number> {
   const argv = process.argv.slice(2);
   try {
     if (argv[0] === 'scrub' || argv[0] === 'migrate') return await subcommand(argv[0], argv.slice(1));
+    if (argv[0] === 'stats') return await runStats(argv.slice(1));
     action = loadConfig({ argv, env: process.env });
   } catch (err) {
     if (err instanceof ConfigError) {

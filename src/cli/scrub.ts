@@ -19,7 +19,7 @@ export function parseTarget(arg: string | undefined): { bucket?: string; prefix?
   return { bucket: m[1], prefix: m[2] || undefined };
 }
 
-export async function runScrub(config: Config, target: string | undefined, json: boolean, out = process.stdout, err = process.stderr): Promise<number> {
+export async function runScrub(config: Config, target: string | undefined, json: boolean, out: { write(s: string): unknown } = process.stdout, err: { write(s: string): unknown } = process.stderr): Promise<number> {
   const sel = parseTarget(target);
   // Scratch space of its own: never a serving instance's spool or cache.
   const scratch = await fsp.mkdtemp(path.join(os.tmpdir(), 'deltaglider-scrub-'));

@@ -54,6 +54,7 @@ export interface Config {
   blobGraceSeconds: number;
   gcOrphanAgeMinutes: number;
   gcSweepHours: number;
+  decodedCacheMb: number;
   /** [auth] sigv2: accept AWS Signature Version 2 (HMAC-SHA1) from legacy clients. */
   authSigv2: boolean;
   /** xdelta3 processes at a time; 0 = CPU count. */
@@ -66,6 +67,18 @@ export interface Config {
   shutdownTimeoutSecs: number;
   tlsCertFile: string;
   tlsKeyFile: string;
+  /** Request log lines: JSON, readable, or readable only on a terminal. */
+  logFormat: 'auto' | 'json' | 'pretty';
+  /** [metrics] token: bearer token /_/metrics requires ('' = none accepted). */
+  metricsToken: string;
+  /** [metrics] public: /_/metrics open to anyone. */
+  metricsPublic: boolean;
+  /** [console] enabled: the web console and its API under /_/. */
+  consoleEnabled: boolean;
+  /** [console] allow_http: sign-in over plain HTTP from other hosts than loopback. */
+  consoleAllowHttp: boolean;
+  /** [console] session_minutes: lifetime of a console session. */
+  consoleSessionMinutes: number;
 }
 
 /**
@@ -190,11 +203,18 @@ export const SETTINGS = [
   setting('shutdownTimeoutSecs', 'shutdown_timeout_secs', num(0, 3600), 30),
   setting('tlsCertFile', 'tls_cert_file', str, ''),
   setting('tlsKeyFile', 'tls_key_file', str, ''),
+  setting('logFormat', 'log_format', oneOf('auto', 'json', 'pretty') as Parser<Config['logFormat']>, 'auto'),
+  { ...setting('metricsToken', 'metrics.token', str, ''), env: 'DELTAGLIDER_PROXY_METRICS_TOKEN' },
+  { ...setting('metricsPublic', 'metrics.public', bool, false), env: 'DELTAGLIDER_PROXY_METRICS_PUBLIC' },
+  { ...setting('consoleEnabled', 'console.enabled', bool, true), env: 'DELTAGLIDER_PROXY_CONSOLE_ENABLED' },
+  { ...setting('consoleAllowHttp', 'console.allow_http', bool, false), env: 'DELTAGLIDER_PROXY_CONSOLE_ALLOW_HTTP' },
+  { ...setting('consoleSessionMinutes', 'console.session_minutes', num(1, 7 * 24 * 60, true), 60), env: 'DELTAGLIDER_PROXY_CONSOLE_SESSION_MINUTES' },
   { ...setting('anonymous', 'auth.anonymous', oneOf('none', 'read-only', 'read-write') as Parser<AnonymousAccess>, 'none'), env: 'DELTAGLIDER_PROXY_AUTH_ANONYMOUS' },
   setting('storageFormat', 'storage_format', num(1, 2, true), 2),
   setting('blobGraceSeconds', 'blob_grace_seconds', num(0, 86400), 60),
   setting('gcOrphanAgeMinutes', 'gc_orphan_age_minutes', num(1, 7 * 24 * 60), 60),
   setting('gcSweepHours', 'gc_sweep_hours', num(0, 24 * 365), 24),
+  setting('decodedCacheMb', 'decoded_cache_mb', num(0, 1 << 30, true), 1024),
   { ...setting('authSigv2', 'auth.sigv2', bool, true), env: 'DELTAGLIDER_PROXY_AUTH_SIGV2' },
 ] as const;
 
@@ -278,6 +298,7 @@ Usage: deltaglider-proxy [options]
        deltaglider-proxy scrub [s3://bucket[/prefix]] [--json] [options]
          reads every object and reference back and checks it against its
          digests (no running server needed; exit code 1 when damage is found)
+       deltaglider-proxy stats [s3://BUCKET[/PREFIX]] [--json] [options]
        deltaglider-proxy migrate s3://cli-bucket[/prefix] [s3://proxy-bucket] [--json] [options]
          copies a bucket in the DeltaGlider CLI's layout (backend.cli_buckets)
          into the native format, verifying every object; resumable
@@ -332,6 +353,8 @@ export function loadConfig(src: Sources = {}): CliAction {
   const known = new Set<string>(SETTINGS.map((s) => s.toml));
   const tables: Record<string, string[]> = {
     auth: ['keys', 'anonymous', 'sigv2'],
+    metrics: ['token', 'public'],
+    console: ['enabled', 'allow_http', 'session_minutes'],
     backend: ['s3_bucket', 's3_endpoint', 's3_region', 's3_force_path_style', 's3_prefix', 's3_access_key_id', 's3_secret_access_key', 'cli_buckets'],
   };
   for (const [k, v] of Object.entries(table)) {

@@ -1,4 +1,5 @@
 import * as fsp from 'node:fs/promises';
+import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { AlreadyExistsError, NotEmptyError, NotFoundError, S3Error } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -17,6 +18,9 @@ import { ReferenceCache } from './refcache.js';
 import { References } from './references.js';
 import { FileRouter } from './router.js';
 import { Collector } from './gc.js';
+import { DecodedCache } from './decoded-cache.js';
+import { GZIP_DEFAULTS, GzipKind } from './gzip-form.js';
+import { UsageTracker } from './usage-tracker.js';
 import { CliLayout } from './cli-layout/layout.js';
 import { spool, type SpoolOptions, type Spooled } from './spool.js';
 import type { EngineOptions, ObjectStore, PreEncode, PutInput } from './types.js';
@@ -36,9 +40,14 @@ export class Engine implements ObjectStore {
   readonly router: FileRouter;
   readonly multipart: Multipart;
   readonly gc: Collector;
+  /** Per-bucket usage figures (./usage-tracker.ts): told of every commit and delete. */
+  readonly usage: UsageTracker;
   private readonly cache: ReferenceCache;
+  private readonly decoded: DecodedCache;
   private readonly refs: References;
   private readonly objects: Objects;
+  /** The gzip stored form: written only when its start-up self-test passes. */
+  private readonly gzip: GzipKind;
   private readonly lister: Lister;
   private readonly keyLocks = new KeyedRwLock();
   private readonly buckets = new Map<string, { info: BucketInfo; until: number }>();
@@ -58,9 +67,12 @@ export class Engine implements ObjectStore {
     this.codec = new Codec(opts.codec);
     this.router = new FileRouter(opts.deltaExtensions);
     this.cache = new ReferenceCache(opts.cacheDir, opts.cacheBytes, backend);
+    this.decoded = new DecodedCache(path.join(opts.cacheDir, 'decoded'), opts.decodedCacheBytes ?? 1 << 30);
     this.gc = new Collector(backend, { graceMs: opts.blobGraceMs ?? 60_000, orphanAgeMs: opts.orphanAgeMs ?? 3600_000 }, log);
     this.refs = new References(backend, this.cache, opts.toolVersion, log, this.gc);
-    this.objects = new Objects({ backend, refs: this.refs, codec: this.codec, router: this.router, gc: this.gc, opts, log });
+    this.usage = new UsageTracker(backend, log);
+    this.gzip = new GzipKind({ backend, refs: this.refs, codec: this.codec, tmpDir: opts.tmpDir, maxDeltaRatio: opts.maxDeltaRatio, log }, { ...GZIP_DEFAULTS, ...opts.gzip });
+    this.objects = new Objects({ backend, refs: this.refs, codec: this.codec, router: this.router, gc: this.gc, gzip: this.gzip, opts, log, usage: (b, before, after) => this.usage.record(b, before, after) });
     this.gc.onDeltaRemoved = (bucket, space) => this.objects.collectReference(bucket, space);
     this.multipart = new Multipart(backend, this, log);
     this.lister = new Lister(backend, (b) => this.headBucket(b), (b, k) => this.findObject(b, k));
@@ -75,14 +87,16 @@ export class Engine implements ObjectStore {
     await fsp.mkdir(this.opts.tmpDir, { recursive: true });
     // Temp and cache files of a previous run are never valid now.
     await fsp.rm(this.opts.cacheDir, { recursive: true, force: true });
-    await fsp.mkdir(this.opts.cacheDir, { recursive: true });
+    await fsp.mkdir(path.join(this.opts.cacheDir, 'decoded'), { recursive: true });
     await this.cli?.init();
     for (const f of await fsp.readdir(this.opts.tmpDir)) await fsp.rm(`${this.opts.tmpDir}/${f}`, { force: true, recursive: true });
     await this.backend.init();
+    await this.gzip.init();
     // Abandoned multipart uploads: swept at start-up, then hourly.
     const sweepUploads = () => this.multipart.sweep(this.opts.multipartMaxAgeMs).catch((err) => this.log.warn({ err }, 'multipart sweep failed'));
     await sweepUploads();
     this.timers.push(setInterval(sweepUploads, Math.min(3600_000, this.opts.multipartMaxAgeMs)).unref());
+    await this.usage.start();
     // Crash leftovers: a background sweep soon after start-up, then periodically.
     const every = this.opts.sweepIntervalMs ?? 24 * 3600_000;
     if (every > 0) {
@@ -95,8 +109,15 @@ export class Engine implements ObjectStore {
     for (const t of this.timers) clearTimeout(t);
     this.gc.stop();
     this.cache.clear();
+    this.decoded.clear();
+    await this.usage.close();
     this.cli?.close();
     await this.backend.close();
+  }
+
+  /** Reference cache hits and misses since start (metrics). */
+  get referenceCacheStats(): { hits: number; misses: number } {
+    return { hits: this.cache.hits, misses: this.cache.misses };
   }
 
   // ---- buckets ----------------------------------------------------------
@@ -114,6 +135,7 @@ export class Engine implements ObjectStore {
     this.removed.delete(bucket);
     try {
       await this.backend.createBucket(bucket, opts);
+      this.usage.record(bucket, null, null); // a new bucket: known, at zero
     } catch (err) {
       if (err instanceof AlreadyExistsError) throw new S3Error('BucketAlreadyOwnedByYou', undefined, { fields: { BucketName: bucket } });
       throw err;
@@ -167,6 +189,7 @@ export class Engine implements ObjectStore {
       }
       this.buckets.delete(bucket);
       this.removed.add(bucket);
+      this.usage.forget(bucket);
     } finally {
       release();
     }
@@ -247,7 +270,7 @@ export class Engine implements ObjectStore {
   /** Streams an object (or an inclusive range of it), verified as it goes (./read.ts). */
   openObject(bucket: string, meta: ObjectMeta, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
     if (this.cli?.has(bucket)) return this.cli.open(bucket, meta, range, signal);
-    return openStored({ backend: this.backend, refs: this.refs, codec: this.codec }, bucket, meta, range, signal);
+    return openStored({ backend: this.backend, refs: this.refs, codec: this.codec, decoded: this.decoded, gzip: this.gzip }, bucket, meta, range, signal);
   }
 
   /** See ./pre-encode.ts. */

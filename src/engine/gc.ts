@@ -148,7 +148,8 @@ export class Collector {
       if (!d || d.role !== 'delta') continue;
       const meta = await readSidecar(d.key).catch(() => undefined);
       if (meta === undefined) return false;
-      if (meta?.stored.some((f) => f.kind === 'delta' && (f.reference as { blob?: string } | undefined)?.blob === name)) return false;
+      // Every form with a reference (delta, gzip) keeps it.
+      if (meta?.stored.some((f) => (f as { reference?: { blob?: string } }).reference?.blob === name)) return false;
     }
     return true;
   }

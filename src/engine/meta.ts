@@ -8,11 +8,13 @@
 // (./keys.ts). Both parse into ObjectMeta; writers write format 2 unless the
 // rolling-upgrade setting asks for format 1.
 
+import { isGzipForm, type GzipForm } from './gzip-form.js';
+
 /** The newest sidecar format this release reads and writes. */
 export const FORMAT_VERSION = 2;
 
 /** A stored form this release knows how to read. */
-export type FormKind = 'direct' | 'delta';
+export type FormKind = 'direct' | 'delta' | 'gzip';
 
 export interface ReferenceRef {
   /** Blob name of the reference (format 2: immutable, `reference.<id>.bin`). */
@@ -21,12 +23,16 @@ export interface ReferenceRef {
   size: number;
   /** Backend etag of the reference blob when it was written. */
   etag?: string;
+  /** The upload that wrote this delta also wrote the reference (from its own bytes). */
+  seeded?: boolean;
 }
 
 /** One way to rebuild the object's bytes from blobs. */
 export type StoredForm =
   | { kind: 'direct'; blob: string; size: number; etag: string }
   | { kind: 'delta'; blob: string; size: number; etag: string; codec: 'xdelta3'; reference: ReferenceRef }
+  /** A gzip upload as a delta of its decompressed bytes plus a recipe (./gzip-form.ts). */
+  | GzipForm
   /** A kind written by a newer release: kept as read, never used. */
   | { kind: string; blob?: string; size?: number; etag?: string; [k: string]: unknown };
 
@@ -77,6 +83,18 @@ export interface ObjectMeta {
   kind: string;
   /** Bytes of the first stored form's blob. */
   stored_size: number;
+  /**
+   * The first form is a delta against a reference holding this very object's
+   * bytes: the upload that seeded the reference, whose stored cost includes
+   * it (x-deltaglider-stored-size, stats).
+   */
+  seeded_reference?: boolean;
+}
+
+/** Whether an object's first form is a delta against its own bytes (it seeded the reference). */
+export function seededReference(sha256: string, stored: StoredForm[]): boolean {
+  const f = stored[0] as { kind: string; reference?: { sha256?: string } };
+  return f?.kind === 'delta' && f.reference?.sha256 === sha256;
 }
 
 /** The format 2 reference record of a deltaspace (`reference.meta`). */
@@ -104,10 +122,11 @@ export class UnsupportedFormatError extends Error {
 
 export function encodeMeta(meta: ObjectMeta | ReferenceMeta): Buffer {
   if (meta.kind === 'reference') return encodeRaw(meta);
-  // kind and stored_size are derived from `stored` on parse, never written.
-  const { kind: _kind, stored_size: _size, ...doc } = meta as ObjectMeta;
+  // kind, stored_size and seeded_reference are derived on parse, never written.
+  const { kind: _kind, stored_size: _size, seeded_reference: _seeded, ...doc } = meta as ObjectMeta;
   void _kind;
   void _size;
+  void _seeded;
   return encodeRaw(doc);
 }
 
@@ -130,6 +149,7 @@ function parseForm(f: unknown): StoredForm | null {
       if (!r || typeof r.blob !== 'string' || typeof r.sha256 !== 'string' || !Number.isSafeInteger(r.size)) return null;
     }
   }
+  if (x.kind === 'gzip' && !isGzipForm(x as StoredForm)) return null;
   return x as StoredForm;
 }
 
@@ -190,6 +210,7 @@ export function parseObjectMeta(buf: Buffer, names?: { dataBlob: (kind: 'delta' 
     ...(typeof m.pending === 'object' && m.pending !== null ? { pending: m.pending } : {}),
     kind: stored[0].kind,
     stored_size: stored[0].size ?? 0,
+    ...(seededReference(m.sha256!, stored) ? { seeded_reference: true } : {}),
   };
 }
 

@@ -4,15 +4,17 @@ import type { Logger } from '../log.js';
 import type { Backend } from '../storage/backend.js';
 import { INLINE_BLOCKS, BLOCK_SIZE } from './blocks.js';
 import type { Codec } from './codec.js';
+import type { GzipKind } from './gzip-form.js';
 import { format1Sidecar, newestFormat1, readFormat1, removeFormat1, type Format1Version } from './format1.js';
 import { namesOf, type Collector } from './gc.js';
 import { dataBlob, deltaspaceOf, metaBlob, newBlobId, objectBlob, objectSidecar } from './keys.js';
 import { KeyedRwLock } from './locks.js';
-import { encodeMeta, parseObjectMeta, type BlockDigests, type ObjectMeta, type StoredForm } from './meta.js';
+import { encodeMeta, parseObjectMeta, seededReference, type BlockDigests, type ObjectMeta, type StoredForm } from './meta.js';
 import type { References, ReferenceVersion } from './references.js';
 import type { FileRouter } from './router.js';
 import { tempPath, type Spooled } from './spool.js';
 import type { EngineOptions, PreEncode, PutInput } from './types.js';
+import { objectUsage, referenceUsage, versionsUsage, type Usage } from './usage.js';
 
 // Writing and removing objects in storage format 2.
 //
@@ -33,11 +35,15 @@ export interface Resolved {
 }
 
 export interface ObjectsDeps {
+  /** Told of every change in what a bucket holds (./usage-tracker.ts). */
+  usage?: (bucket: string, before: Usage | null, after: Usage | null) => void;
   backend: Backend;
   refs: References;
   codec: Codec;
   router: FileRouter;
   gc: Collector;
+  /** The gzip stored form, tried before a plain delta for gzip uploads. */
+  gzip?: GzipKind;
   opts: EngineOptions;
   log: Logger;
 }
@@ -126,6 +132,7 @@ export class Objects {
         }
         collect ||= this.retireReplaced(bucket, key, cur);
         for (const v of cur.v1all) await removeFormat1(this.d.backend, bucket, key, v, (n) => this.d.gc.retire(bucket, n));
+        this.d.usage?.(bucket, usageOf(cur), objectUsage(meta));
         return meta;
       }
     } finally {
@@ -171,6 +178,7 @@ export class Objects {
       blocks,
       kind: stored[0].kind,
       stored_size: stored[0].size ?? 0,
+      ...(seededReference(input.body.sha256, stored) ? { seeded_reference: true } : {}),
     };
   }
 
@@ -191,7 +199,18 @@ export class Objects {
   /** Stores a delta when it is worth it (max_delta_ratio); `written` null means "store direct". */
   private async storeDelta(bucket: string, key: string, space: string, body: Spooled, id: string, pre?: PreEncode): Promise<{ written: Written | null; seeded: boolean }> {
     const { ref, created: seeded } = await this.d.refs.ensure(bucket, space, body, key);
+    if (seeded) this.d.usage?.(bucket, null, referenceUsage(ref));
     // Only an encoder that saw every byte of this very body can stand for it.
+    if (!seeded && this.d.gzip) {
+      // A gzip upload whose decompressed bytes reproduce: a delta of those (./gzip-form.ts).
+      const refRef = { blob: ref.blob, sha256: ref.sha256, size: ref.size, ...(ref.blob_etag ? { etag: ref.blob_etag } : {}) };
+      const form = await this.d.gzip.store(bucket, key, body, refRef, id).catch((err: unknown) => {
+        this.d.log.warn({ bucket, key, err }, 'gzip form failed; trying a plain delta');
+        return null;
+      });
+      // (An overlapped plain encode, if any, is cancelled by the caller.)
+      if (form) return { written: { form, ref }, seeded };
+    }
     const preFile = pre && body.teed && pre.refSha === ref.sha256 ? await pre.finish() : null;
     this.d.log.debug?.({ bucket, key, overlapped: !!preFile }, 'delta encode');
     let out = preFile;
@@ -256,6 +275,7 @@ export class Objects {
       await removeFormat1(this.d.backend, bucket, key, v, (n) => this.d.gc.retire(bucket, n));
       collect ||= v.kind === 'delta';
     }
+    this.d.usage?.(bucket, usageOf(cur), null);
     if (collect) await this.collectReference(bucket, deltaspaceOf(key));
     return !!(cur.v2?.meta || cur.v1?.meta);
   }
@@ -263,7 +283,7 @@ export class Objects {
   async collectReference(bucket: string, space: string): Promise<void> {
     const release = await this.spaceLocks.write(`${bucket}\0${space}`);
     try {
-      await this.d.refs.collectIfUnused(bucket, space);
+      for (const ref of await this.d.refs.collectIfUnused(bucket, space)) this.d.usage?.(bucket, referenceUsage(ref), null);
     } catch (err) {
       // Not fatal: an unused reference only costs space; the next delete in
       // the deltaspace, or the sweep, tries again.
@@ -272,4 +292,10 @@ export class Objects {
       release();
     }
   }
+}
+
+/** What a key's stored versions cost (both formats), or null when it has none. */
+function usageOf(cur: Resolved): Usage | null {
+  const metas = [cur.v2?.meta ?? undefined, ...cur.v1all.map((v) => v.meta ?? undefined)];
+  return versionsUsage(metas);
 }

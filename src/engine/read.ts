@@ -4,6 +4,8 @@ import { NotFoundError } from '../errors.js';
 import type { Backend, ByteRange } from '../storage/backend.js';
 import { BLOCK_SIZE, BlockVerifier, blockSpan } from './blocks.js';
 import type { Codec } from './codec.js';
+import type { DecodedCache } from './decoded-cache.js';
+import { isGzipForm, type GzipForm, type GzipKind } from './gzip-form.js';
 import { UnsupportedFormatError, type ObjectMeta, type StoredForm } from './meta.js';
 import type { References } from './references.js';
 import { IntegrityError, VerifyingStream } from './verify.js';
@@ -18,15 +20,20 @@ export interface ReadDeps {
   backend: Backend;
   refs: References;
   codec: Codec;
+  /** Decoded delta objects for ranged reads (./decoded-cache.ts). */
+  decoded?: DecodedCache;
+  /** The gzip form (./gzip-form.ts); without it such forms are unknown. */
+  gzip?: GzipKind;
 }
 
 type DirectForm = Extract<StoredForm, { kind: 'direct'; codec?: never }> & { kind: 'direct'; blob: string; size: number; etag: string };
 type DeltaForm = Extract<StoredForm, { kind: 'delta'; codec: 'xdelta3' }>;
 
 /** The first stored form this release can read; refuses, never guesses, otherwise. */
-export function readableForm(meta: ObjectMeta): DirectForm | DeltaForm {
+export function readableForm(meta: ObjectMeta, gzip = true): DirectForm | DeltaForm | GzipForm {
   for (const f of meta.stored) {
     if (f.kind === 'direct' || (f.kind === 'delta' && (f as DeltaForm).codec === 'xdelta3')) return f as DirectForm | DeltaForm;
+    if (gzip && isGzipForm(f)) return f;
   }
   throw new UnsupportedFormatError(`stored as ${meta.stored.map((f) => f.kind).join(', ')}, which this release cannot read`);
 }
@@ -47,7 +54,7 @@ async function digestsOf(deps: ReadDeps, bucket: string, meta: ObjectMeta, first
  * blob is gone before the first byte (the caller may resolve again).
  */
 export async function openStored(deps: ReadDeps, bucket: string, meta: ObjectMeta, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
-  const form = readableForm(meta);
+  const form = readableForm(meta, !!deps.gzip);
   const what = `${bucket}/${meta.key}`;
   const full = !range || (range.start === 0 && range.end === meta.size - 1);
   if (full || !meta.blocks) {
@@ -59,7 +66,13 @@ export async function openStored(deps: ReadDeps, bucket: string, meta: ObjectMet
   const span = blockSpan(range.start, range.end, meta.size, bs);
   const digests = await digestsOf(deps, bucket, meta, span.first, Math.floor(span.to / bs));
   if (!digests) throw new IntegrityError(`${what}: block digests missing`);
-  const src = await openForm(deps, bucket, form, { start: span.from, end: span.to }, signal, what);
+  // A range of a delta or gzip form: from the shared decode of this version
+  // (one decode for all the parallel ranges a download client sends), else
+  // decoded here from the start.
+  const src =
+    form.kind !== 'direct' && deps.decoded?.fits(meta.size)
+      ? await deps.decoded.range(`${bucket}\0${form.blob}`, meta.size, () => openForm(deps, bucket, form, undefined, undefined, what), span.from, span.to)
+      : await openForm(deps, bucket, form, { start: span.from, end: span.to }, signal, what);
   const verifier = new BlockVerifier({ digests, firstBlock: span.first, blockSize: bs, from: span.from, start: range.start, end: range.end, size: meta.size, what });
   return pipeInto(src, verifier);
 }
@@ -69,8 +82,13 @@ export async function openStored(deps: ReadDeps, bucket: string, meta: ObjectMet
  * span; delta: decoded from the start, with the bytes before the span
  * dropped and the decoder stopped once the reader has what it needs).
  */
-async function openForm(deps: ReadDeps, bucket: string, form: DirectForm | DeltaForm, span: ByteRange | undefined, signal: AbortSignal | undefined, what: string): Promise<Readable> {
+async function openForm(deps: ReadDeps, bucket: string, form: DirectForm | DeltaForm | GzipForm, span: ByteRange | undefined, signal: AbortSignal | undefined, what: string): Promise<Readable> {
   const { backend, refs, codec } = deps;
+  if (form.kind === 'gzip') {
+    // Rebuilt from the start (deflate has no random access); bytes before the span are dropped.
+    const out = await deps.gzip!.open(bucket, form as GzipForm, signal);
+    return span && span.start > 0 ? pipeInto(out, new Skip(span.start)) : out;
+  }
   if (form.kind === 'direct') {
     const { body, size } = await backend.getStream(bucket, form.blob, { range: span, signal });
     if (size !== form.size) {

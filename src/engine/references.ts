@@ -112,18 +112,22 @@ export class References {
     }
   }
 
-  /** Removes the deltaspace's reference(s) when no delta needs them. */
-  async collectIfUnused(bucket: string, space: string): Promise<void> {
+  /** Removes the deltaspace's reference(s) when no delta needs them; returns those removed. */
+  async collectIfUnused(bucket: string, space: string): Promise<ReferenceVersion[]> {
+    const removed: ReferenceVersion[] = [];
     const { v1, v2 } = await this.deltasIn(bucket, space);
-    if (!v1) await this.collectFormat1(bucket, space);
+    if (!v1) {
+      const old = await this.collectFormat1(bucket, space);
+      if (old) removed.push(old);
+    }
     const ref = await this.read(bucket, space);
-    if (!ref || v2) return;
+    if (!ref || v2) return removed;
     if (this.backend.shared) {
       // Hide the record first (see confirm), then look again for deltas.
       try {
         await this.backend.delete(bucket, referenceRecord(space), { ifMatch: ref.etag });
       } catch (err) {
-        if (err instanceof PreconditionError) return; // in use or replaced meanwhile
+        if (err instanceof PreconditionError) return removed; // in use or replaced meanwhile
         throw err;
       }
       if ((await this.deltasIn(bucket, space)).v2) {
@@ -132,12 +136,14 @@ export class References {
         await this.backend.putBytes(bucket, referenceRecord(space), encodeMeta(plain), { ifNoneMatch: true }).catch((err) => {
           if (!(err instanceof AlreadyExistsError)) throw err;
         });
-        return;
+        return removed;
       }
     } else {
       await this.backend.delete(bucket, referenceRecord(space));
     }
     this.gc.retire(bucket, [ref.blob]);
+    removed.push(ref);
+    return removed;
   }
 
   /**
@@ -171,15 +177,16 @@ export class References {
     }
   }
 
-  private async collectFormat1(bucket: string, space: string): Promise<void> {
+  private async collectFormat1(bucket: string, space: string): Promise<ReferenceVersion | null> {
     const ref = await this.readFormat1(bucket, space);
-    if (!ref) return;
+    if (!ref) return null;
     try {
       await this.backend.delete(bucket, referenceBlob(space) + META_SUFFIX, { ifMatch: ref.etag });
     } catch (err) {
-      if (err instanceof PreconditionError) return;
+      if (err instanceof PreconditionError) return null;
       throw err;
     }
     this.gc.retire(bucket, [referenceBlob(space)]);
+    return ref;
   }
 }

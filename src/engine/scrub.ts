@@ -99,9 +99,10 @@ async function checkObject(deps: ScrubDeps, bucket: string, key: string, refs: M
     return { bytes: 0, reason: `unreadable sidecar: ${(err as Error).message}` };
   }
   if (!meta) return { bytes: 0 };
+  // Every form with a reference (delta, gzip) keeps it in use.
   for (const f of meta.stored) {
     const ref = (f as { reference?: { blob: string; sha256: string } }).reference;
-    if (f.kind === 'delta' && ref) {
+    if (ref) {
       refs.set(ref.blob, [...(refs.get(ref.blob) ?? []), key]);
       expected.set(ref.blob, ref.sha256);
     }

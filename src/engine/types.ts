@@ -8,6 +8,8 @@ import type { CliLayoutOptions } from './cli-layout/layout.js';
 // The engine's typed inputs and the narrow interfaces its helpers depend on
 // (so that multipart, copy and listing never import the Engine class).
 
+import type { GzipOptions } from './gzip-form.js';
+
 export interface EngineOptions {
   tmpDir: string;
   cacheDir: string;
@@ -28,6 +30,10 @@ export interface EngineOptions {
   orphanAgeMs?: number;
   /** How often the background sweep runs (0: never, not even at start-up). */
   sweepIntervalMs?: number;
+  /** Disk budget of decoded delta objects kept for ranged reads (./decoded-cache.ts). */
+  decodedCacheBytes?: number;
+  /** The gzip stored form (./gzip-form.ts); defaults in GZIP_DEFAULTS. */
+  gzip?: Partial<GzipOptions>;
   /** Proxy buckets kept in the DeltaGlider CLI's layout (config backend.cli_buckets). */
   cliLayout?: CliLayoutOptions;
 }

@@ -7,10 +7,12 @@ import { S3Error } from '../errors.js';
 import type { Ctx } from './context.js';
 import { sendError, toS3Error } from './errors.js';
 import { authenticate, authorize, KeyStore } from './auth/authenticate.js';
-import { logSafeUrl } from './auth/redact.js';
 import { ROUTES } from './routes.js';
 import { watchSend } from './timeouts.js';
 import { Router, type Level } from './router.js';
+import { ADMIN, isSigned, registerAdmin } from './admin/index.js';
+import { Metrics } from './admin/metrics.js';
+import { logRequest, loggerOptions, noteRequest, requestFacts, startRequest } from './request-log.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -86,7 +88,7 @@ export interface TlsFiles {
 export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine, tls?: TlsFiles): FastifyInstance {
   const app = Fastify({
     ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}),
-    logger: { level: config.logLevel, redact: ['req.headers.authorization', 'req.headers["x-amz-security-token"]', 'req.url'] },
+    logger: loggerOptions(config),
     // Fastify's two lines per request are replaced by one (onResponse below).
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => newRequestId(),
@@ -113,8 +115,6 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine, t
   const router = new Router(ROUTES);
   const { keys, development } = effectiveKeys(config);
   const keyStore = new KeyStore(keys, config.anonymous, config.authSigv2);
-  // The key that signed each request, for its log line.
-  const signer = new WeakMap<FastifyRequest, { accessKeyId?: string; auth: string }>();
   if (development) app.log.warn(`no key pair configured: clients sign with the public development pair (access key ${DEV_ACCESS_KEY_ID}, docs/configuration.md); do not expose this port`);
   if (config.anonymous !== 'none') app.log.warn(`anonymous access is enabled (${config.anonymous})`);
 
@@ -126,6 +126,7 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine, t
     reply.header('x-amz-request-id', req.id);
     reply.header('x-amz-id-2', req.id);
     reply.header('server', 'DeltaGliderProxy');
+    startRequest(req);
     watchSend(reply, config.sendIdleTimeoutSecs * 1000);
     if (closing) {
       // Shutting down: every SDK retries a 503 (on another instance, behind a balancer).
@@ -133,11 +134,14 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine, t
       return sendError(reply, new S3Error('ServiceUnavailable', 'The server is shutting down. Please retry.'), req.url, req.id);
     }
   });
+  const metrics = new Metrics(engine);
   app.addHook('onResponse', async (req, reply) => {
-    req.log.info({ method: req.method, url: logSafeUrl(req.url), ...signer.get(req), status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+    const facts = requestFacts(req, reply);
+    // The proxy's own endpoints (probes, scrapes, console polls) stay out of the S3 figures.
+    if (facts.operation === ADMIN) return void req.log.debug?.({ method: req.method, url: req.url.split('?')[0], status: reply.statusCode }, 'admin request');
+    metrics.observe(facts);
+    logRequest(req, facts);
   });
-
-  app.get('/health', async (_req, reply) => reply.send({ status: 'ok' }));
 
   const handle = async (req: FastifyRequest, reply: FastifyReply) => {
     let resource = req.url;
@@ -146,7 +150,7 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine, t
       const t = parseTarget(rawUrl, req.headers.host, config.virtualHostDomains);
       resource = t.resource;
       const principal = authenticate(req.raw, rawUrl.replace(/^https?:\/\/[^/]*/i, ''), keyStore, Date.now(), { virtualBucket: t.virtual ? t.bucket : undefined });
-      signer.set(req, { accessKeyId: principal.accessKeyId, auth: principal.auth });
+      noteRequest(req, { accessKeyId: principal.accessKeyId, auth: principal.auth });
       const ac = new AbortController();
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) ac.abort();
@@ -154,6 +158,7 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine, t
       const ctx: Ctx = { req, reply, engine, config, bucket: t.bucket, key: t.key, query: t.query, requestId: req.id, signal: ac.signal, resource, principal };
       const level: Level = t.bucket === '' ? 'service' : t.key === undefined ? 'bucket' : 'object';
       const route = router.resolve(ctx, level);
+      noteRequest(req, { operation: route.name });
       authorize(principal, t.bucket, req.method !== 'GET' && req.method !== 'HEAD');
       await route.handler(ctx);
       return reply;
@@ -166,6 +171,15 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine, t
     }
   };
   app.route({ method: ['GET', 'PUT', 'POST', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH'], url: '*', handler: handle, exposeHeadRoute: false });
+  const virtualHosted = (req: FastifyRequest) => parseTarget('/', req.headers.host, config.virtualHostDomains).bucket !== '';
+  // Kept for unsigned probes; a signed request (or a virtual-hosted one)
+  // for /health is S3 for the bucket 'health'.
+  app.route({ method: ['GET', 'HEAD'], url: '/health', exposeHeadRoute: false, handler: (req, reply) => {
+    if (isSigned(req) || virtualHosted(req)) return handle(req, reply);
+    noteRequest(req, { operation: ADMIN });
+    return reply.send({ status: 'ok' });
+  } });
+  registerAdmin(app, { config, engine, keys, metrics, virtualHosted, s3: handle });
 
   app.setErrorHandler((err, req, reply) => sendError(reply, toS3Error(err, req), req.url, req.id));
   app.setNotFoundHandler((req, reply) => sendError(reply, new S3Error('NotImplemented'), req.url, req.id));

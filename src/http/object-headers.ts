@@ -54,9 +54,19 @@ export function setObjectHeaders(ctx: Ctx, meta: ObjectMeta, withChecksums: bool
 }
 
 /** How the proxy stored the object (docs/s3-compatibility.md, "Extra headers"). */
-export function setStorageHeaders(ctx: Ctx, meta: Pick<ObjectMeta, 'kind' | 'stored_size'>): void {
+export function setStorageHeaders(ctx: Ctx, meta: Pick<ObjectMeta, 'kind' | 'stored_size' | 'seeded_reference'> & { size?: number }): void {
   ctx.reply.header('x-deltaglider-stored-as', meta.kind);
-  ctx.reply.header('x-deltaglider-stored-size', String(meta.stored_size));
+  ctx.reply.header('x-deltaglider-stored-size', String(storedSize(meta)));
+}
+
+/**
+ * The stored size an object reports: its first stored form's blob, plus the
+ * reference when that form is a delta against the object's own bytes (the
+ * upload that seeded the reference wrote it): what that write really cost
+ * (docs/s3-compatibility.md).
+ */
+export function storedSize(meta: Pick<ObjectMeta, 'stored_size' | 'seeded_reference'> & { size?: number }): number {
+  return meta.stored_size + (meta.seeded_reference ? (meta.size ?? 0) : 0);
 }
 
 function etagMatches(list: string, etag: string): boolean {

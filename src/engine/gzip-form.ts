@@ -1,0 +1,192 @@
+import { open, rm, stat } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import type { Logger } from '../log.js';
+import type { Backend } from '../storage/backend.js';
+import type { Codec } from './codec.js';
+import { analyzeGzip, gzipSelfTest, isGzipCandidate, rebuildGzip, recipeProblem, type GzipRecipe } from './gzip/index.js';
+import { GiveUp, inflateGzipFile } from './gzip/members.js';
+import { GzipFormatError } from './gzip/reader.js';
+import { objectBlob } from './keys.js';
+import type { ReferenceRef, StoredForm } from './meta.js';
+import type { References } from './references.js';
+import { tempPath, type Spooled } from './spool.js';
+import { IntegrityError } from './verify.js';
+
+// The `gzip` stored form (issue 13; docs/storage-format.md, "gzip" and the stored
+// forms table): a gzip upload kept as an xdelta3 delta of its *decompressed* bytes
+// against the reference's decompressed bytes (the reference's own bytes when it is
+// not gzip), plus the recipe that recompresses them byte for byte. Tried before the
+// plain delta for gzip uploads; any failure falls back to it, so a stream that does
+// not reproduce is stored exactly as before.
+
+export interface GzipForm {
+  kind: 'gzip';
+  blob: string;
+  size: number;
+  etag: string;
+  codec: 'xdelta3';
+  /** The reference; `inflate` says whether the delta's source is its decompressed bytes. */
+  reference: ReferenceRef & { inflate: boolean; raw_size?: number; raw_sha256?: string };
+  /** The decompressed bytes the delta decodes to. */
+  raw: { size: number; sha256: string };
+  recipe: GzipRecipe;
+}
+
+export interface GzipOptions {
+  /** false: never write the gzip form (reading it still works). */
+  enabled: boolean;
+  /** Largest decompressed size tried, bytes. */
+  maxInflated: number;
+  /** Largest decompressed/compressed ratio tried (decompression bombs). */
+  maxRatio: number;
+  /** Most time one upload may spend on the analysis, ms (see budgetFor). */
+  budgetMs: number;
+}
+
+export const GZIP_DEFAULTS: GzipOptions = { enabled: true, maxInflated: 2 ** 30, maxRatio: 200, budgetMs: 20_000 };
+
+/**
+ * The analysis of a stream that reproduces costs one inflate and two deflate passes,
+ * about 0.5 s per compressed MiB at level 9 on one core (bench/gzip-corpus.ts); a
+ * budget of 2 s plus 2 s per MiB leaves room for a busy machine, and stops a stream
+ * that only nearly reproduces (GNU gzip -9 can track zlib for long stretches) early.
+ */
+export function budgetFor(size: number, max: number): number {
+  return Math.min(max, 2000 + (2000 * size) / 2 ** 20);
+}
+
+export interface GzipDeps {
+  backend: Backend;
+  refs: References;
+  codec: Codec;
+  tmpDir: string;
+  maxDeltaRatio: number;
+  log: Logger;
+}
+
+export function isGzipForm(f: StoredForm): f is StoredForm & GzipForm {
+  const g = f as Partial<GzipForm>;
+  return (
+    g.kind === 'gzip' && typeof g.blob === 'string' && Number.isSafeInteger(g.size) && g.codec === 'xdelta3' &&
+    typeof g.reference?.blob === 'string' && typeof g.reference.sha256 === 'string' && typeof g.reference.inflate === 'boolean' &&
+    Number.isSafeInteger(g.raw?.size) && typeof g.raw?.sha256 === 'string' && !!g.recipe && recipeProblem(g.recipe) === null
+  );
+}
+
+async function firstBytes(path: string, n: number): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    const b = Buffer.alloc(n);
+    const { bytesRead } = await fh.read(b, 0, n, 0);
+    return b.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Inflates a gzip file into a temp file (capped); null when it is not gzip or over the caps. */
+async function inflateToTemp(tmpDir: string, file: string, size: number, maxInflated: number): Promise<{ path: string; size: number; sha256: string } | null> {
+  const out = tempPath(tmpDir, 'gunzip');
+  const gz = await open(file, 'r');
+  const fh = await open(out, 'w');
+  let ok = false;
+  try {
+    const p = await inflateGzipFile(gz, fh, { maxInflated, maxRatio: Infinity, maxMembers: Infinity, fileSize: size, deadline: Infinity });
+    ok = true;
+    return { path: out, size: p.rawSize, sha256: p.rawSha256 };
+  } catch (err) {
+    if (err instanceof GiveUp || err instanceof GzipFormatError) return null;
+    throw err;
+  } finally {
+    await fh.close();
+    await gz.close();
+    if (!ok) await rm(out, { force: true });
+  }
+}
+
+export class GzipKind {
+  /** Whether this instance writes the form: the start-up self-test passed and it is enabled. */
+  writable = false;
+
+  constructor(private readonly d: GzipDeps, private readonly opts: GzipOptions) {}
+
+  /** The start-up self-test (./gzip/selftest.ts): refuses the kind, clearly, if pako drifted. */
+  async init(): Promise<void> {
+    const t = await gzipSelfTest();
+    if (!t.ok) this.d.log.error({ reason: t.reason }, 'gzip stored form disabled: the pinned deflate no longer rebuilds its self-test stream');
+    this.writable = t.ok && this.opts.enabled;
+  }
+
+  /**
+   * Tries the gzip form for an upload whose reference is `ref`; null means "not this
+   * form" (not gzip, not reproducible, over a cap or the budget, delta not worth it).
+   */
+  async store(bucket: string, key: string, body: Spooled, ref: ReferenceRef, id: string, signal?: AbortSignal): Promise<GzipForm | null> {
+    if (!this.writable || !isGzipCandidate(key, await firstBytes(body.path, 3))) return null;
+    const analysis = await analyzeGzip(body.path, {
+      tmpDir: this.d.tmpDir,
+      maxInflated: this.opts.maxInflated,
+      maxRatio: this.opts.maxRatio,
+      budgetMs: budgetFor(body.size, this.opts.budgetMs),
+      signal,
+      onGiveUp: (reason) => this.d.log.debug?.({ bucket, key, reason }, 'gzip form not used'),
+    });
+    if (!analysis) return null;
+    const handle = await this.d.refs.open(bucket, ref, signal);
+    let inflated: Awaited<ReturnType<typeof inflateToTemp>> = null;
+    const out = tempPath(this.d.tmpDir, 'gzdelta');
+    try {
+      inflated = (await firstBytes(handle.path, 3)).equals(Buffer.from([0x1f, 0x8b, 8]))
+        ? await inflateToTemp(this.d.tmpDir, handle.path, handle.size, this.opts.maxInflated)
+        : null;
+      const src = inflated ?? { path: handle.path, size: handle.size };
+      await this.d.codec.encode(src.path, src.size, analysis.rawFile, out, signal);
+      const { size } = await stat(out);
+      if (size / body.size >= this.d.maxDeltaRatio) return null;
+      const blob = objectBlob(key, 'delta', id);
+      const etag = await this.d.backend.putFile(bucket, blob, out);
+      return {
+        kind: 'gzip',
+        blob,
+        size,
+        etag,
+        codec: 'xdelta3',
+        reference: { ...ref, inflate: !!inflated, ...(inflated ? { raw_size: inflated.size, raw_sha256: inflated.sha256 } : {}) },
+        raw: { size: analysis.rawSize, sha256: analysis.rawSha256 },
+        recipe: analysis.recipe,
+      };
+    } finally {
+      handle.release();
+      await rm(out, { force: true });
+      await rm(analysis.rawFile, { force: true });
+      if (inflated) await rm(inflated.path, { force: true });
+    }
+  }
+
+  /** The original gzip bytes of a gzip form, as a stream (verified by the caller). */
+  async open(bucket: string, form: GzipForm, signal?: AbortSignal): Promise<Readable> {
+    const handle = await this.d.refs.open(bucket, form.reference, signal);
+    let inflated: Awaited<ReturnType<typeof inflateToTemp>> = null;
+    const cleanup = async () => {
+      handle.release();
+      if (inflated) await rm(inflated.path, { force: true });
+    };
+    try {
+      if (form.reference.inflate) {
+        inflated = await inflateToTemp(this.d.tmpDir, handle.path, handle.size, (form.reference.raw_size ?? 0) + 1);
+        if (!inflated || (form.reference.raw_sha256 && inflated.sha256 !== form.reference.raw_sha256)) {
+          throw new IntegrityError(`${bucket}/${form.blob}: the reference no longer inflates to the bytes the delta was made against`);
+        }
+      }
+      const src = inflated ?? { path: handle.path, size: handle.size };
+      const delta = this.d.backend.localPath?.(bucket, form.blob) ?? (await this.d.backend.getStream(bucket, form.blob, { signal })).body;
+      const raw = this.d.codec.decode(src.path, src.size, delta, signal);
+      const gz = rebuildGzip(raw, form.recipe);
+      gz.once('close', () => void cleanup());
+      return gz;
+    } catch (err) {
+      await cleanup();
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,108 @@
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import * as zlib from 'node:zlib';
+import t, { type Test } from 'tap';
+import { release } from '../bench/corpus.js';
+import { Engine } from '../src/engine/engine.js';
+import { FilesystemBackend } from '../src/storage/filesystem/fs-backend.js';
+import { listFiles, tempDir } from './helpers/proxy.js';
+
+// The gzip stored form through the engine: successive .tgz releases are stored as
+// deltas of their decompressed bytes, read back byte for byte (whole and ranged),
+// and anything that does not reproduce goes the way it went before.
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const tgz = (v: number) => zlib.gzipSync(release('tar', v, 0.3), { level: 9 });
+
+async function engine(t: Test, over: Partial<ConstructorParameters<typeof Engine>[1]> = {}) {
+  const dir = await tempDir(t);
+  const e = new Engine(new FilesystemBackend(path.join(dir, 'data')), {
+    tmpDir: path.join(dir, 'tmp'),
+    cacheDir: path.join(dir, 'cache'),
+    cacheBytes: 64 << 20,
+    maxDeltaRatio: 0.5,
+    deltaExtensions: ['.tgz', '.tar', '.gz'],
+    codec: { binary: 'xdelta3', level: 9, secondary: 'default', maxWindow: 1 << 30 },
+    toolVersion: 'test',
+    maxDeltaObjectSize: 1 << 30,
+    multipartMaxAgeMs: 3600_000,
+    ...over,
+  });
+  await e.init();
+  await e.createBucket('bkt');
+  t.teardown(() => e.close());
+  return { e, data: path.join(dir, 'data') };
+}
+
+async function put(e: Engine, key: string, body: Buffer) {
+  const spooled = await e.spool(Readable.from([body]));
+  try {
+    return await e.putObject({ bucket: 'bkt', key, body: spooled, headers: {}, userMetadata: {}, checksums: {} });
+  } finally {
+    await spooled.dispose();
+  }
+}
+
+async function get(e: Engine, key: string, range?: { start: number; end: number }): Promise<Buffer> {
+  const meta = await e.headObject('bkt', key);
+  const chunks: Buffer[] = [];
+  for await (const c of await e.openObject('bkt', meta, range)) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+t.test('successive .tgz releases: gzip form, small, byte-exact whole and ranged', async (t) => {
+  const { e, data } = await engine(t);
+  const bodies = [1, 2, 3].map(tgz);
+  const metas = [];
+  for (const [i, b] of bodies.entries()) metas.push(await put(e, `rel/v${i + 1}.tgz`, b));
+  t.equal(metas[0].kind, 'delta', 'the first seeds the reference (a delta against itself)');
+  for (const i of [1, 2]) {
+    t.equal(metas[i].kind, 'gzip', `v${i + 1} stored in the gzip form`);
+    t.ok(metas[i].stored_size < bodies[i].length * 0.2, `v${i + 1}: ${metas[i].stored_size} of ${bodies[i].length} bytes`);
+  }
+  for (const [i, b] of bodies.entries()) {
+    t.equal(sha(await get(e, `rel/v${i + 1}.tgz`)), sha(b), `v${i + 1} whole`);
+    const range = { start: Math.floor(b.length / 3), end: Math.floor(b.length / 3) + 70_000 };
+    t.ok((await get(e, `rel/v${i + 1}.tgz`, range)).equals(b.subarray(range.start, range.end + 1)), `v${i + 1} ranged`);
+  }
+  // The sidecar carries the recipe and the reference it needs (docs/storage-format.md).
+  const form = (await e.headObject('bkt', 'rel/v2.tgz')).stored[0] as { recipe?: { impl: { name: string } }; reference?: { inflate: boolean } };
+  t.equal(form.recipe?.impl.name, 'pako');
+  t.equal(form.reference?.inflate, true, 'decoded against the reference decompressed');
+  // Deleting everything collects the reference: the gzip form's delta blob counts as a delta.
+  for (const i of [1, 2, 3]) await e.deleteObject('bkt', `rel/v${i}.tgz`);
+  await e.gc.drain();
+  t.same((await listFiles(path.join(data, 'bkt'))).map((f) => f.rel).filter((f) => !f.startsWith('%%')), [], 'nothing left');
+});
+
+t.test('what does not reproduce is stored as before (GNU gzip, disabled kind)', async (t) => {
+  const { e } = await engine(t);
+  const dir = await tempDir(t);
+  await put(e, 'rel/v1.tgz', tgz(1));
+  // Text, so that GNU gzip's own deflate shows (on incompressible input both
+  // deflates store blocks alike, and such a stream may well reproduce).
+  await fsp.writeFile(path.join(dir, 'v2.sql'), release('sql', 2, 0.3));
+  const gnu = execFileSync('gzip', ['-9', '-n', '-c', path.join(dir, 'v2.sql')], { maxBuffer: 1 << 26 });
+  const m = await put(e, 'rel/v2-gnu.tgz', gnu);
+  t.not(m.kind, 'gzip', `GNU gzip: ${m.kind}`);
+  t.equal(sha(await get(e, 'rel/v2-gnu.tgz')), sha(gnu));
+
+  const off = await engine(t, { gzip: { enabled: false } });
+  await put(off.e, 'rel/v1.tgz', tgz(1));
+  const m2 = await put(off.e, 'rel/v2.tgz', tgz(2));
+  t.not(m2.kind, 'gzip', 'gzip.enabled = false writes no gzip form');
+  t.equal(sha(await get(off.e, 'rel/v2.tgz')), sha(tgz(2)));
+});
+
+t.test('a reference that is not gzip: the delta is made against its bytes as they are', async (t) => {
+  const { e } = await engine(t);
+  await put(e, 'rel/v1.tar', release('tar', 1, 0.3));
+  const b = tgz(2);
+  const m = await put(e, 'rel/v2.tgz', b);
+  t.equal(m.kind, 'gzip');
+  t.equal((m.stored[0] as { reference?: { inflate: boolean } }).reference?.inflate, false);
+  t.equal(sha(await get(e, 'rel/v2.tgz')), sha(b));
+});
