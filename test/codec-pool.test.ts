@@ -188,3 +188,21 @@ t.test('three aws s3 sync runs (10 parallel requests each) on one xdelta3 proces
   t.equal(stats.refused, 0, 'no request was refused');
   t.ok(stats.runs >= 3 * 33, `${stats.runs} xdelta3 runs, one at a time`);
 });
+
+t.test('decode with no spool budget: a slow reader still gets every byte', async (t) => {
+  const dir = await tempDir(t);
+  const codec = new Codec({ binary: 'xdelta3', level: 1, secondary: 'default', maxWindow: 2048 * MIB, spoolDir: dir, spoolBytes: 0 });
+  const ref = randomBytes(4 * MIB);
+  const target = Buffer.from(ref);
+  target.write('zero budget', 999);
+  await fsp.writeFile(path.join(dir, 'ref'), ref);
+  await fsp.writeFile(path.join(dir, 'target'), target);
+  await codec.encode(path.join(dir, 'ref'), ref.length, path.join(dir, 'target'), path.join(dir, 'delta'));
+  const chunks: Buffer[] = [];
+  for await (const c of codec.decode(path.join(dir, 'ref'), ref.length, path.join(dir, 'delta'))) {
+    chunks.push(c as Buffer);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  t.equal(sha(Buffer.concat(chunks)), sha(target));
+  t.equal(codec.stats.spoolBytes, 0);
+});

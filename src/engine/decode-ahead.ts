@@ -25,7 +25,8 @@ export class SpoolBudget {
 
   sub(n: number): void {
     this.used -= n;
-    if (this.used >= this.max) return;
+    // With a zero budget a stream spools one chunk at a time.
+    if (this.used >= this.max && this.used > 0) return;
     for (const w of [...this.waiters]) {
       this.waiters.delete(w);
       w();

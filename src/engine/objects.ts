@@ -1,5 +1,5 @@
 import * as fsp from 'node:fs/promises';
-import { AlreadyExistsError, PreconditionError, S3Error } from '../errors.js';
+import { AlreadyExistsError, BusyError, PreconditionError, S3Error } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Backend } from '../storage/backend.js';
 import { INLINE_BLOCKS, BLOCK_SIZE } from './blocks.js';
@@ -219,7 +219,15 @@ export class Objects {
       if (!out) {
         handle = await this.d.refs.open(bucket, ref);
         out = tempPath(this.d.opts.tmpDir, 'delta');
-        await this.d.codec.encode(handle.path, handle.size, body.path, out);
+        try {
+          await this.d.codec.encode(handle.path, handle.size, body.path, out);
+        } catch (err) {
+          // The codec pool is full: the body has arrived already, so keep it
+          // as a direct object rather than answer SlowDown after the upload.
+          if (!(err instanceof BusyError)) throw err;
+          this.d.log.warn({ bucket, key }, 'codec pool full: stored direct');
+          return { written: null, seeded };
+        }
       }
       const { size } = await fsp.stat(out);
       if (size / body.size >= this.d.opts.maxDeltaRatio) return { written: null, seeded };

@@ -1,4 +1,5 @@
 import { S3Error } from '../../errors.js';
+import { mapLimit } from '../../log.js';
 import type { Ctx } from '../context.js';
 import { isoDate, xmlDocument } from '../xml.js';
 
@@ -35,9 +36,12 @@ export async function listBuckets(ctx: Ctx): Promise<void> {
   const region = q.get('bucket-region');
   const grant = ctx.principal.buckets;
   const regionOf = (b: { location?: string }) => b.location || ctx.config.region;
-  const all = (await ctx.engine.listBuckets()).filter(
-    (b) => (!grant || grant.includes(b.name)) && b.name.startsWith(prefix) && (after === undefined || b.name > after) && (region === null || regionOf(b) === region),
-  );
+  let all = (await ctx.engine.listBuckets()).filter((b) => (!grant || grant.includes(b.name)) && b.name.startsWith(prefix) && (after === undefined || b.name > after));
+  // A backend listing may not carry the location constraint (the S3 backend
+  // lists bucket records without their metadata): read it from the bucket
+  // record, so that BucketRegion and bucket-region agree with GetBucketLocation.
+  all = await mapLimit(all, 8, async (b) => (b.location !== undefined ? b : await ctx.engine.headBucket(b.name).catch(() => b)));
+  if (region !== null) all = all.filter((b) => regionOf(b) === region);
   // With bucket-region, prefix or continuation-token but no max-buckets, S3
   // pages at 10000 (ListBuckets reference, continuation-token).
   const paged = rawMax !== null || q.has('prefix') || q.has('continuation-token') || region !== null;
