@@ -1,4 +1,4 @@
-import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, ListBucketsCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
@@ -103,6 +103,9 @@ t.test('DeltaGlider CLI layout', { skip }, async (t) => {
     const d = await c.send(new ListObjectsV2Command({ Bucket: 'releases', Delimiter: '/' }));
     t.same(d.CommonPrefixes?.map((p) => p.Prefix), ['app/', 'gz/', 'gz2/', 'plain/']);
     t.same(d.Contents?.map((o) => o.Key), ['top.txt']);
+    const buckets = await c.send(new ListBucketsCommand({}));
+    const rel = buckets.Buckets?.find((b) => b.Name === 'releases');
+    t.ok(rel && rel.CreationDate!.getTime() > Date.now() - 3600_000, 'ListBuckets shows the CLI bucket with its creation date');
     const paged = await c.send(new ListObjectsV2Command({ Bucket: 'releases', MaxKeys: 2, StartAfter: 'app/notes.txt' }));
     t.same(paged.Contents?.map((o) => o.Key), ['app/v1.zip', 'app/v2.zip']);
   });
