@@ -1,4 +1,4 @@
-import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, ListBucketsCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
@@ -61,6 +61,9 @@ t.test('DeltaGlider CLI layout', { skip }, async (t) => {
   files['a.tar.gz'] = await gnu(tarA, 'a.tar.gz');
   files['b.tar.gz'] = await gnu(tarB, 'b.tar.gz');
   files['c.tar.gz'] = gzipWithMtime(release('tar', 3, 0.25));
+  // Compressed alike, with a time in the header: rebuilt with the reference's deflate parameters and header.
+  files['d1.tar.gz'] = gzipWithMtime(release('tar', 4, 0.25));
+  files['d2.tar.gz'] = gzipWithMtime(release('tar', 5, 0.25));
   for (const [n, b] of Object.entries(files)) await fsp.writeFile(path.join(dir, n), b);
 
   const written = await cli.run(
@@ -71,8 +74,10 @@ t.test('DeltaGlider CLI layout', { skip }, async (t) => {
     ['cp', path.join(dir, 'a.tar.gz'), 's3://cli-data/gz/a.tar.gz'],
     ['cp', path.join(dir, 'b.tar.gz'), 's3://cli-data/gz/b.tar.gz'],
     ['cp', path.join(dir, 'c.tar.gz'), 's3://cli-data/gz/c.tar.gz'],
+    ['cp', path.join(dir, 'd1.tar.gz'), 's3://cli-data/gz2/d1.tar.gz'],
+    ['cp', path.join(dir, 'd2.tar.gz'), 's3://cli-data/gz2/d2.tar.gz'],
   );
-  t.same(written.map((r) => r.code), [0, 0, 0, 0, 0, 0, 0], written.map((r) => r.out).join('\n'));
+  t.same(written.map((r) => r.code), [0, 0, 0, 0, 0, 0, 0, 0, 0], written.map((r) => r.out).join('\n'));
   // A plain object nobody wrote through DeltaGlider is served too.
   await moto.client.send(new PutObjectCommand({ Bucket: 'cli-data', Key: 'plain/readme.md', Body: 'plain' }));
   const expect: Record<string, Buffer> = {
@@ -82,6 +87,8 @@ t.test('DeltaGlider CLI layout', { skip }, async (t) => {
     'gz/a.tar.gz': files['a.tar.gz'],
     'gz/b.tar.gz': files['b.tar.gz'],
     'gz/c.tar.gz': files['c.tar.gz'],
+    'gz2/d1.tar.gz': files['d1.tar.gz'],
+    'gz2/d2.tar.gz': files['d2.tar.gz'],
     'plain/readme.md': Buffer.from('plain'),
     'top.txt': files['notes.txt'],
   };
@@ -94,14 +101,17 @@ t.test('DeltaGlider CLI layout', { skip }, async (t) => {
     const v2 = r.Contents!.find((o) => o.Key === 'app/v2.zip')!;
     t.equal(Math.floor(v2.LastModified!.getTime() / 1000), Math.floor(created.getTime() / 1000), 'Last-Modified is dg-created-at');
     const d = await c.send(new ListObjectsV2Command({ Bucket: 'releases', Delimiter: '/' }));
-    t.same(d.CommonPrefixes?.map((p) => p.Prefix), ['app/', 'gz/', 'plain/']);
+    t.same(d.CommonPrefixes?.map((p) => p.Prefix), ['app/', 'gz/', 'gz2/', 'plain/']);
     t.same(d.Contents?.map((o) => o.Key), ['top.txt']);
+    const buckets = await c.send(new ListBucketsCommand({}));
+    const rel = buckets.Buckets?.find((b) => b.Name === 'releases');
+    t.ok(rel && rel.CreationDate!.getTime() > Date.now() - 3600_000, 'ListBuckets shows the CLI bucket with its creation date');
     const paged = await c.send(new ListObjectsV2Command({ Bucket: 'releases', MaxKeys: 2, StartAfter: 'app/notes.txt' }));
     t.same(paged.Contents?.map((o) => o.Key), ['app/v1.zip', 'app/v2.zip']);
   });
 
   await t.test('GET, HEAD and ranges rebuild and verify byte-exact', async (t) => {
-    for (const k of ['app/v1.zip', 'app/v2.zip', 'app/notes.txt', 'top.txt', 'plain/readme.md', 'gz/a.tar.gz', 'gz/b.tar.gz']) {
+    for (const k of ['app/v1.zip', 'app/v2.zip', 'app/notes.txt', 'top.txt', 'plain/readme.md', 'gz/a.tar.gz', 'gz/b.tar.gz', 'gz2/d1.tar.gz', 'gz2/d2.tar.gz']) {
       t.equal(sha(await body(c, 'releases', k)), sha(expect[k]), k);
     }
     const part = await body(c, 'releases', 'app/v2.zip', 'bytes=1000-1999');
@@ -202,6 +212,11 @@ for o in s3.list_objects_v2(Bucket='releases', Prefix='app/')['Contents']:
     }
     const meta = await c.send(new PutObjectCommand({ Bucket: 'releases', Key: 'app/m.txt', Body: 'x', Metadata: { 'dg-file-sha256': 'x' } })).catch((e: Error) => e);
     t.equal((meta as { name?: string }).name, 'InvalidArgument', 'dg-* user metadata');
+    // Within S3's 2 KB for user metadata, but not beside the layout's own records.
+    const big = await c.send(new PutObjectCommand({ Bucket: 'releases', Key: 'meta/a.zip', Body: 'x', Metadata: { pad: 'p'.repeat(1900) } })).catch((e: Error) => e);
+    t.equal((big as { name?: string }).name, 'MetadataTooLarge');
+    const left = await moto.client.send(new ListObjectsV2Command({ Bucket: 'cli-data', Prefix: 'meta/' }));
+    t.equal(left.KeyCount, 0, 'no reference seeded for a refused upload');
   });
 
   await t.test('deletes keep the reference while deltas need it', async (t) => {
@@ -225,7 +240,7 @@ for o in s3.list_objects_v2(Bucket='releases', Prefix='app/')['Contents']:
     t.match(report.failures[0].reason, /without -D/);
     const listed = await c.send(new ListObjectsV2Command({ Bucket: 'migrated' }));
     const keys = listed.Contents!.map((o) => o.Key!);
-    t.same(keys, ['app/notes.txt', 'app/v2.zip', 'app/v3.zip', 'gz/a.tar.gz', 'gz/b.tar.gz', 'new/readme.txt', 'plain/readme.md', 'top.txt']);
+    t.same(keys, ['app/notes.txt', 'app/v2.zip', 'app/v3.zip', 'gz/a.tar.gz', 'gz/b.tar.gz', 'gz2/d1.tar.gz', 'gz2/d2.tar.gz', 'new/readme.txt', 'plain/readme.md', 'top.txt']);
     for (const k of keys) {
       const want = k === 'app/v3.zip' ? v3 : k === 'new/readme.txt' ? Buffer.from('hello') : expect[k];
       t.equal(sha(await body(c, 'migrated', k)), sha(want), `migrated ${k}`);

@@ -81,13 +81,14 @@ export class CliLayout {
     const created = new Map((all ?? []).map((b) => [b.name, b.created]));
     const out: BucketInfo[] = [];
     for (const [name, backend] of this.map) {
-      if (all ? created.has(backend) : await this.store.headBucket(backend)) out.push({ name, created: created.get(backend) ?? new Date(0) });
+      // The proxy's region: a CLI bucket has no bucket record to say otherwise.
+      if (all ? created.has(backend) : await this.store.headBucket(backend)) out.push({ name, created: created.get(backend) ?? new Date(0), location: '' });
     }
     return out;
   }
 
   async headBucket(bucket: string): Promise<BucketInfo | null> {
-    return (await this.store.headBucket(this.backend(bucket))) ? { name: bucket, created: new Date(0) } : null;
+    return (await this.store.headBucket(this.backend(bucket))) ? { name: bucket, created: new Date(0), location: '' } : null;
   }
 
   async createBucket(bucket: string): Promise<void> {
