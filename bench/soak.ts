@@ -35,6 +35,7 @@ const ENV = {
   DELTAGLIDER_PROXY_BODY_IDLE_TIMEOUT_SECS: '5',
   DELTAGLIDER_PROXY_SEND_IDLE_TIMEOUT_SECS: '10',
   DELTAGLIDER_PROXY_CODEC_MEMORY_MB: '1024',
+  ...(process.env.SOAK_SPOOL_MB ? { DELTAGLIDER_PROXY_CODEC_SPOOL_MB: process.env.SOAK_SPOOL_MB } : {}),
 };
 
 async function start(dataDir: string): Promise<{ port: number; pid: number; child: ResultPromise }> {

@@ -87,5 +87,6 @@ export function engineOptions(config: Config, base = os.tmpdir()): EngineOptions
     blobGraceMs: config.blobGraceSeconds * 1000,
     orphanAgeMs: config.gcOrphanAgeMinutes * 60_000,
     sweepIntervalMs: config.gcSweepHours * 3600_000,
+    decodedCacheBytes: config.decodedCacheMb * 1024 * 1024,
   };
 }

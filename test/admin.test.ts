@@ -3,7 +3,7 @@ import aws4 from 'aws4';
 import t from 'tap';
 import { creds, sdk } from './helpers/clients.js';
 import { startProxy } from './helpers/proxy.js';
-import { prettyLine, safeUrl } from '../src/http/request-log.js';
+import { prettyLine } from '../src/http/request-log.js';
 
 // The proxy's own endpoints under /_/: who may see what.
 
@@ -118,9 +118,7 @@ t.test('console API: sessions, CSRF, rate limit, transport', async (t) => {
   t.equal((await get(`${p.url}/_`)).status, 302);
 });
 
-t.test('log lines: no query values, readable form', async (t) => {
-  t.equal(safeUrl('/b/k?X-Amz-Signature=abc&X-Amz-Credential=AK%2F1&partNumber=2'), '/b/k?X-Amz-Signature&X-Amz-Credential&partNumber');
-  t.equal(safeUrl('/b/k'), '/b/k');
+t.test('log lines: readable form', async (t) => {
   const line = prettyLine(JSON.stringify({ level: 30, time: Date.parse('2026-11-22T05:00:00.123Z'), reqId: 'R1', msg: 'request', method: 'PUT', url: '/b/k.zip', op: 'PutObject', status: 403, code: 'AccessDenied', reason: 'Access Denied: this key is read-only', accessKeyId: 'viewer', in: 0, out: 243, ms: 3 }));
   t.equal(line, '05:00:00.123 INFO  PUT /b/k.zip 403 PutObject 3ms code=AccessDenied reason="Access Denied: this key is read-only" accessKeyId=viewer in=0 out=243 req=R1\n');
 });

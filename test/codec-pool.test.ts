@@ -6,7 +6,7 @@ import t from 'tap';
 import { BusyError } from '../src/errors.js';
 import { CodecPool } from '../src/engine/codec-pool.js';
 import { Codec } from '../src/engine/codec.js';
-import { sdk } from './helpers/clients.js';
+import { available, expectOk, run, sdk } from './helpers/clients.js';
 import { startProxy, tempDir } from './helpers/proxy.js';
 import { connectNonReading, signedHead, until } from './helpers/raw.js';
 
@@ -157,4 +157,34 @@ t.test('HTTP: a full queue answers 503 SlowDown with Retry-After', async (t) => 
   await until(() => p.app.engine.codec.stats.running === 0, 5000, 'the process to go with its client');
   const ok = await s3.send(new GetObjectCommand({ Bucket: 'pool', Key: 'r/b.zip' }));
   t.equal(sha(Buffer.from(await ok.Body!.transformToByteArray())), sha(v2), 'served again once the process is free');
+});
+
+const awsSkip = await available(['/usr/bin/aws', '--version'], 'aws-cli v2');
+t.test('three aws s3 sync runs (10 parallel requests each) on one xdelta3 process never see SlowDown', { skip: awsSkip }, async (t) => {
+  const p = await startProxy(t, { codecMaxProcesses: 1 });
+  const work = await tempDir(t);
+  const base = randomBytes(512 * 1024);
+  for (let i = 0; i < 3; i++) {
+    const dir = path.join(work, `up-${i}`);
+    await fsp.mkdir(dir);
+    for (let v = 0; v < 12; v++) {
+      const b = Buffer.from(base);
+      b.write(`sync ${i} version ${v}`, 1000 + v * 7000);
+      await fsp.writeFile(path.join(dir, `build-${v}.zip`), b);
+    }
+  }
+  const aws = (...args: string[]) => run('/usr/bin/aws', ['--endpoint-url', p.url, ...args]);
+  expectOk(t, await aws('s3', 'mb', 's3://syncs'), 'mb');
+  const ups = await Promise.all([0, 1, 2].map((i) => aws('s3', 'sync', path.join(work, `up-${i}`), `s3://syncs/app-${i}/`)));
+  ups.forEach((r, i) => expectOk(t, r, `sync up ${i}`));
+  const downs = await Promise.all([0, 1, 2].map((i) => aws('s3', 'sync', 's3://syncs/', path.join(work, `down-${i}`))));
+  downs.forEach((r, i) => expectOk(t, r, `sync down ${i}`));
+  for (let i = 0; i < 3; i++) {
+    const a = await fsp.readFile(path.join(work, 'up-1', 'build-7.zip'));
+    const b = await fsp.readFile(path.join(work, `down-${i}`, 'app-1', 'build-7.zip'));
+    t.equal(sha(b), sha(a), `download ${i} is exact`);
+  }
+  const stats = p.app.engine.codec.stats;
+  t.equal(stats.refused, 0, 'no request was refused');
+  t.ok(stats.runs >= 3 * 33, `${stats.runs} xdelta3 runs, one at a time`);
 });

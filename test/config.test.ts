@@ -13,7 +13,7 @@ t.test('defaults', async (t) => {
   t.equal(c.dataDir, './data');
   t.equal(c.maxDeltaRatio, 0.5);
   t.equal(c.cacheSizeMb, 100);
-  t.equal(c.tmpDir, '', 'automatic: <data_dir>/.deltaglider/tmp, or a private temp dir with the S3 backend');
+  t.equal(c.tmpDir, '', 'automatic: an instance directory below <data_dir>/.deltaglider, or below the system temp dir with the S3 backend');
   t.equal(c.s3Bucket, '');
   t.equal(c.s3ForcePathStyle, false);
   t.equal(run({ env: { DELTAGLIDER_PROXY_S3_ENDPOINT: 'http://minio:9000' } }).s3ForcePathStyle, true, 'path style by default with a custom endpoint');

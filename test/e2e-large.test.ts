@@ -140,6 +140,6 @@ print('ETAG', s3.head_object(Bucket='large', Key='boto/big.dat')['ETag'])
   });
 
   t.same((await blobs(proxy, '.uploads')).map((b) => b.name).filter((n) => !n.startsWith('_completed/')), [], 'no upload state left');
-  const spool = path.join(proxy.dataDir, '.deltaglider', 'deltaglider-spool');
+  const spool = proxy.app.engine.opts.tmpDir;
   if (BACKEND === 'filesystem') t.same(await fsp.readdir(spool), [], 'no temp files left');
 });

@@ -40,7 +40,8 @@ t.test('buckets, objects, listing and errors through @aws-sdk/client-s3', async 
 
   await t.test('buckets', async (t) => {
     await s3.send(new CreateBucketCommand({ Bucket: 'alpha' }));
-    t.match(await s3Error(s3.send(new CreateBucketCommand({ Bucket: 'alpha' }))), { name: 'BucketAlreadyOwnedByYou', status: 409 });
+    // Re-creating an owned bucket is 200 in us-east-1 (409 elsewhere: e2e-conformance).
+    await s3.send(new CreateBucketCommand({ Bucket: 'alpha' }));
     t.match(await s3Error(s3.send(new CreateBucketCommand({ Bucket: 'Bad_Name' }))), { name: 'InvalidBucketName', status: 400 });
     await s3.send(new HeadBucketCommand({ Bucket: 'alpha' }));
     t.match(await s3Error(s3.send(new HeadBucketCommand({ Bucket: 'nope-bucket' }))), { status: 404 });
@@ -202,7 +203,7 @@ t.test('buckets, objects, listing and errors through @aws-sdk/client-s3', async 
     const sa = await s3.send(new ListObjectsV2Command({ Bucket: 'listing', StartAfter: 'b/4' }));
     t.same(sa.Contents?.map((c) => c.Key), ['c', 'd e/5', 'f+g/6', 'ü/7']);
     const enc = await s3.send(new ListObjectsV2Command({ Bucket: 'listing', EncodingType: 'url', Prefix: 'd' }));
-    t.same(enc.Contents?.map((c) => c.Key), ['d%20e/5'], 'keys come back URL-encoded (the JS SDK does not decode them)');
+    t.same(enc.Contents?.map((c) => c.Key), ['d+e/5'], 'keys come back URL-encoded as S3 does, a space as "+" (the JS SDK does not decode them)');
     const v1: string[] = [];
     let marker: string | undefined;
     for (;;) {

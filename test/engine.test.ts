@@ -227,3 +227,24 @@ t.test('continued listings reuse the scan of the first page until a write', asyn
   await page('');
   t.equal(scans, 3, 'a first page always scans');
 });
+
+t.test('parallel ranged reads of a delta object share one decode', async (t) => {
+  const { e } = await engine(t);
+  const v1 = Buffer.concat([release('zip', 1, 0.5), release('zip', 2, 0.5)]);
+  const v2 = Buffer.concat([release('zip', 3, 0.5), release('zip', 4, 0.5)]);
+  await put(e, 'rg/v1.zip', v1);
+  t.equal((await put(e, 'rg/v2.zip', v2)).kind, 'delta');
+  const meta = await e.headObject('bkt', 'rg/v2.zip');
+  const before = e.codec.stats.runs;
+  const part = Math.ceil(v2.length / 8);
+  const ranges = Array.from({ length: 8 }, (_, i) => ({ start: i * part, end: Math.min(v2.length, (i + 1) * part) - 1 }));
+  const got = await Promise.all(
+    ranges.map(async (r) => {
+      const chunks: Buffer[] = [];
+      for await (const c of await e.openObject('bkt', meta, r)) chunks.push(c as Buffer);
+      return Buffer.concat(chunks);
+    }),
+  );
+  got.forEach((b, i) => t.ok(b.equals(v2.subarray(ranges[i].start, ranges[i].end + 1)), `range ${i} byte-exact`));
+  t.equal(e.codec.stats.runs - before, 1, 'one xdelta3 decode for all eight ranges');
+});

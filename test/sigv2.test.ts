@@ -1,7 +1,7 @@
 import { CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import type { IncomingMessage } from 'node:http';
 import t from 'tap';
-import type { KeyGrant } from '../src/config/config.js';
+import { loadConfig, type KeyGrant } from '../src/config/config.js';
 import { authenticate, KeyStore } from '../src/http/auth/authenticate.js';
 import { canonicalAmzHeaders, subresources } from '../src/http/auth/sigv2.js';
 import { sdk } from './helpers/clients.js';
@@ -140,4 +140,16 @@ t.test('auth.sigv2 = false refuses SigV2 in both forms', async (t) => {
   const q = await raw(proxy.url, 'GET', presignV2('GET', '/', FULL, Math.floor(Date.now() / 1000) + 60), {});
   t.equal(q.status, 400);
   t.match(q.body, 'Please use AWS4-HMAC-SHA256');
+});
+
+t.test('auth.sigv2 in the TOML file and the environment', async (t) => {
+  const sigv2 = (src: Parameters<typeof loadConfig>[0]) => {
+    const r = loadConfig(src);
+    return r.action === 'run' ? r.config.authSigv2 : undefined;
+  };
+  t.equal(sigv2({ toml: '' }), true, 'on by default');
+  t.equal(sigv2({ toml: '[auth]\nsigv2 = false\n' }), false);
+  t.equal(sigv2({ toml: '[auth]\nsigv2 = false\n', env: { DELTAGLIDER_PROXY_AUTH_SIGV2: 'true' } }), true, 'env over file');
+  t.equal(sigv2({ toml: '', env: { DELTAGLIDER_PROXY_AUTH_SIGV2: 'false' } }), false);
+  t.throws(() => loadConfig({ toml: '[auth]\nsigv2 = "maybe"\n' }), /auth\.sigv2/);
 });

@@ -52,6 +52,7 @@ export interface Config {
   blobGraceSeconds: number;
   gcOrphanAgeMinutes: number;
   gcSweepHours: number;
+  decodedCacheMb: number;
   /** [auth] sigv2: accept AWS Signature Version 2 (HMAC-SHA1) from legacy clients. */
   authSigv2: boolean;
   /** xdelta3 processes at a time; 0 = CPU count. */
@@ -210,6 +211,7 @@ export const SETTINGS = [
   setting('blobGraceSeconds', 'blob_grace_seconds', num(0, 86400), 60),
   setting('gcOrphanAgeMinutes', 'gc_orphan_age_minutes', num(1, 7 * 24 * 60), 60),
   setting('gcSweepHours', 'gc_sweep_hours', num(0, 24 * 365), 24),
+  setting('decodedCacheMb', 'decoded_cache_mb', num(0, 1 << 30, true), 1024),
   { ...setting('authSigv2', 'auth.sigv2', bool, true), env: 'DELTAGLIDER_PROXY_AUTH_SIGV2' },
 ] as const;
 

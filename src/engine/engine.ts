@@ -1,4 +1,5 @@
 import * as fsp from 'node:fs/promises';
+import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { AlreadyExistsError, NotEmptyError, NotFoundError, S3Error } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -17,6 +18,7 @@ import { ReferenceCache } from './refcache.js';
 import { References } from './references.js';
 import { FileRouter } from './router.js';
 import { Collector } from './gc.js';
+import { DecodedCache } from './decoded-cache.js';
 import { GZIP_DEFAULTS, GzipKind } from './gzip-form.js';
 import { UsageTracker } from './usage-tracker.js';
 import { spool, type SpoolOptions, type Spooled } from './spool.js';
@@ -40,6 +42,7 @@ export class Engine implements ObjectStore {
   /** Per-bucket usage figures (./usage-tracker.ts): told of every commit and delete. */
   readonly usage: UsageTracker;
   private readonly cache: ReferenceCache;
+  private readonly decoded: DecodedCache;
   private readonly refs: References;
   private readonly objects: Objects;
   /** The gzip stored form: written only when its start-up self-test passes. */
@@ -61,6 +64,7 @@ export class Engine implements ObjectStore {
     this.codec = new Codec(opts.codec);
     this.router = new FileRouter(opts.deltaExtensions);
     this.cache = new ReferenceCache(opts.cacheDir, opts.cacheBytes, backend);
+    this.decoded = new DecodedCache(path.join(opts.cacheDir, 'decoded'), opts.decodedCacheBytes ?? 1 << 30);
     this.gc = new Collector(backend, { graceMs: opts.blobGraceMs ?? 60_000, orphanAgeMs: opts.orphanAgeMs ?? 3600_000 }, log);
     this.refs = new References(backend, this.cache, opts.toolVersion, log, this.gc);
     this.usage = new UsageTracker(backend, log);
@@ -79,7 +83,7 @@ export class Engine implements ObjectStore {
     await fsp.mkdir(this.opts.tmpDir, { recursive: true });
     // Temp and cache files of a previous run are never valid now.
     await fsp.rm(this.opts.cacheDir, { recursive: true, force: true });
-    await fsp.mkdir(this.opts.cacheDir, { recursive: true });
+    await fsp.mkdir(path.join(this.opts.cacheDir, 'decoded'), { recursive: true });
     for (const f of await fsp.readdir(this.opts.tmpDir)) await fsp.rm(`${this.opts.tmpDir}/${f}`, { force: true, recursive: true });
     await this.backend.init();
     await this.gzip.init();
@@ -100,6 +104,7 @@ export class Engine implements ObjectStore {
     for (const t of this.timers) clearTimeout(t);
     this.gc.stop();
     this.cache.clear();
+    this.decoded.clear();
     await this.usage.close();
     await this.backend.close();
   }
@@ -246,7 +251,7 @@ export class Engine implements ObjectStore {
 
   /** Streams an object (or an inclusive range of it), verified as it goes (./read.ts). */
   openObject(bucket: string, meta: ObjectMeta, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
-    return openStored({ backend: this.backend, refs: this.refs, codec: this.codec, gzip: this.gzip }, bucket, meta, range, signal);
+    return openStored({ backend: this.backend, refs: this.refs, codec: this.codec, decoded: this.decoded, gzip: this.gzip }, bucket, meta, range, signal);
   }
 
   /** See ./pre-encode.ts. */

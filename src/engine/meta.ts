@@ -23,6 +23,8 @@ export interface ReferenceRef {
   size: number;
   /** Backend etag of the reference blob when it was written. */
   etag?: string;
+  /** The upload that wrote this delta also wrote the reference (from its own bytes). */
+  seeded?: boolean;
 }
 
 /** One way to rebuild the object's bytes from blobs. */

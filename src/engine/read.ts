@@ -4,6 +4,7 @@ import { NotFoundError } from '../errors.js';
 import type { Backend, ByteRange } from '../storage/backend.js';
 import { BLOCK_SIZE, BlockVerifier, blockSpan } from './blocks.js';
 import type { Codec } from './codec.js';
+import type { DecodedCache } from './decoded-cache.js';
 import { isGzipForm, type GzipForm, type GzipKind } from './gzip-form.js';
 import { UnsupportedFormatError, type ObjectMeta, type StoredForm } from './meta.js';
 import type { References } from './references.js';
@@ -19,6 +20,8 @@ export interface ReadDeps {
   backend: Backend;
   refs: References;
   codec: Codec;
+  /** Decoded delta objects for ranged reads (./decoded-cache.ts). */
+  decoded?: DecodedCache;
   /** The gzip form (./gzip-form.ts); without it such forms are unknown. */
   gzip?: GzipKind;
 }
@@ -63,7 +66,13 @@ export async function openStored(deps: ReadDeps, bucket: string, meta: ObjectMet
   const span = blockSpan(range.start, range.end, meta.size, bs);
   const digests = await digestsOf(deps, bucket, meta, span.first, Math.floor(span.to / bs));
   if (!digests) throw new IntegrityError(`${what}: block digests missing`);
-  const src = await openForm(deps, bucket, form, { start: span.from, end: span.to }, signal, what);
+  // A range of a delta or gzip form: from the shared decode of this version
+  // (one decode for all the parallel ranges a download client sends), else
+  // decoded here from the start.
+  const src =
+    form.kind !== 'direct' && deps.decoded?.fits(meta.size)
+      ? await deps.decoded.range(`${bucket}\0${form.blob}`, meta.size, () => openForm(deps, bucket, form, undefined, undefined, what), span.from, span.to)
+      : await openForm(deps, bucket, form, { start: span.from, end: span.to }, signal, what);
   const verifier = new BlockVerifier({ digests, firstBlock: span.first, blockSize: bs, from: span.from, start: range.start, end: range.end, size: meta.size, what });
   return pipeInto(src, verifier);
 }

@@ -29,6 +29,8 @@ export interface EngineOptions {
   orphanAgeMs?: number;
   /** How often the background sweep runs (0: never, not even at start-up). */
   sweepIntervalMs?: number;
+  /** Disk budget of decoded delta objects kept for ranged reads (./decoded-cache.ts). */
+  decodedCacheBytes?: number;
   /** The gzip stored form (./gzip-form.ts); defaults in GZIP_DEFAULTS. */
   gzip?: Partial<GzipOptions>;
 }

@@ -115,7 +115,6 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine, t
   const router = new Router(ROUTES);
   const { keys, development } = effectiveKeys(config);
   const keyStore = new KeyStore(keys, config.anonymous, config.authSigv2);
-  // The key that signed each request, for its log line.
   if (development) app.log.warn(`no key pair configured: clients sign with the public development pair (access key ${DEV_ACCESS_KEY_ID}, docs/configuration.md); do not expose this port`);
   if (config.anonymous !== 'none') app.log.warn(`anonymous access is enabled (${config.anonymous})`);
 
@@ -151,7 +150,7 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine, t
       const t = parseTarget(rawUrl, req.headers.host, config.virtualHostDomains);
       resource = t.resource;
       const principal = authenticate(req.raw, rawUrl.replace(/^https?:\/\/[^/]*/i, ''), keyStore, Date.now(), { virtualBucket: t.virtual ? t.bucket : undefined });
-      noteRequest(req, { accessKeyId: principal.accessKeyId });
+      noteRequest(req, { accessKeyId: principal.accessKeyId, auth: principal.auth });
       const ac = new AbortController();
       reply.raw.on('close', () => {
         if (!reply.raw.writableFinished) ac.abort();

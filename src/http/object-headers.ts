@@ -56,9 +56,17 @@ export function setObjectHeaders(ctx: Ctx, meta: ObjectMeta, withChecksums: bool
 /** How the proxy stored the object (docs/s3-compatibility.md, "Extra headers"). */
 export function setStorageHeaders(ctx: Ctx, meta: Pick<ObjectMeta, 'kind' | 'stored_size' | 'seeded_reference'> & { size?: number }): void {
   ctx.reply.header('x-deltaglider-stored-as', meta.kind);
-  // The upload that seeded its deltaspace's reference wrote the reference's
-  // bytes (its own), so its stored size counts them (docs/s3-compatibility.md).
-  ctx.reply.header('x-deltaglider-stored-size', String(meta.stored_size + (meta.seeded_reference ? (meta.size ?? 0) : 0)));
+  ctx.reply.header('x-deltaglider-stored-size', String(storedSize(meta)));
+}
+
+/**
+ * The stored size an object reports: its first stored form's blob, plus the
+ * reference when that form is a delta against the object's own bytes (the
+ * upload that seeded the reference wrote it): what that write really cost
+ * (docs/s3-compatibility.md).
+ */
+export function storedSize(meta: Pick<ObjectMeta, 'stored_size' | 'seeded_reference'> & { size?: number }): number {
+  return meta.stored_size + (meta.seeded_reference ? (meta.size ?? 0) : 0);
 }
 
 function etagMatches(list: string, etag: string): boolean {

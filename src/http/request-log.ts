@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../config/config.js';
+import { logSafeUrl } from './auth/redact.js';
 
 // The one line logged per request, and the logger's output format.
 //
@@ -8,12 +9,14 @@ import type { Config } from '../config/config.js';
 // it cost: the S3 operation, the status and S3 error code (with the error
 // message as the reason for 4xx), the access key id, bytes in and out, and
 // for writes how the object was stored. It never holds the Authorization
-// header or a query string's values: presigned URLs carry signatures and
-// credentials there, so only the query parameter names are logged.
+// header or a query string's authentication parameters: presigned URLs carry
+// signatures and credentials there (./auth/redact.ts drops them).
 
 interface Note {
   operation?: string;
   accessKeyId?: string;
+  /** How the request was authenticated (sigv4, sigv4-presigned, sigv2, anonymous...). */
+  auth?: string;
   readAtStart: number;
   writtenAtStart: number;
 }
@@ -27,19 +30,12 @@ export function startRequest(req: FastifyRequest): void {
 }
 
 /** What the S3 handler learnt: the operation and who signed. */
-export function noteRequest(req: FastifyRequest, n: { operation?: string; accessKeyId?: string }): void {
+export function noteRequest(req: FastifyRequest, n: { operation?: string; accessKeyId?: string; auth?: string }): void {
   const note = notes.get(req);
   if (!note) return;
   if (n.operation) note.operation = n.operation;
   if (n.accessKeyId) note.accessKeyId = n.accessKeyId;
-}
-
-/** The path with the query's parameter names only (`/b/k?X-Amz-Signature`). */
-export function safeUrl(url: string): string {
-  const q = url.indexOf('?');
-  if (q < 0) return url;
-  const names = [...new URLSearchParams(url.slice(q + 1)).keys()];
-  return `${url.slice(0, q)}?${[...new Set(names)].join('&')}`;
+  if (n.auth) note.auth = n.auth;
 }
 
 export interface RequestFacts {
@@ -48,6 +44,7 @@ export interface RequestFacts {
   errorCode?: string;
   reason?: string;
   accessKeyId?: string;
+  auth?: string;
   bytesIn: number;
   bytesOut: number;
   storedAs?: string;
@@ -67,6 +64,7 @@ export function requestFacts(req: FastifyRequest, reply: FastifyReply): RequestF
     operation: note?.operation ?? 'Unknown',
     status: reply.statusCode,
     accessKeyId: note?.accessKeyId,
+    auth: note?.auth,
     // A body read to its end counts as announced (a small body arrives with
     // the headers, before onRequest); otherwise what the connection read
     // since the headers (one request at a time uses it).
@@ -89,12 +87,13 @@ export function requestFacts(req: FastifyRequest, reply: FastifyReply): RequestF
 export function logRequest(req: FastifyRequest, f: RequestFacts): void {
   const fields = {
     method: req.method,
-    url: safeUrl(req.url),
+    url: logSafeUrl(req.url),
     op: f.operation,
     status: f.status,
     ...(f.errorCode ? { code: f.errorCode } : {}),
     ...(f.reason ? { reason: f.reason } : {}),
     ...(f.accessKeyId ? { accessKeyId: f.accessKeyId } : {}),
+    ...(f.auth ? { auth: f.auth } : {}),
     in: f.bytesIn,
     out: f.bytesOut,
     ...(f.storedAs ? { storedAs: f.storedAs, storedSize: f.storedSize } : {}),
@@ -142,7 +141,7 @@ export function loggerOptions(config: Config, stdout: NodeJS.WriteStream = proce
   const pretty = config.logFormat === 'pretty' || (config.logFormat === 'auto' && stdout.isTTY === true);
   return {
     level: config.logLevel,
-    redact: ['req.headers.authorization', 'req.headers["x-amz-security-token"]'],
+    redact: ['req.headers.authorization', 'req.headers["x-amz-security-token"]', 'req.url'],
     ...(pretty ? { stream: prettyStream(stdout) } : {}),
   };
 }

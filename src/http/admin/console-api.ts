@@ -3,6 +3,7 @@ import type { Config } from '../../config/config.js';
 import type { Engine } from '../../engine/engine.js';
 import { isBucketName } from '../../engine/keys.js';
 import { saving, scanUsage, type ScanResult } from '../../engine/usage.js';
+import { storedSize } from '../object-headers.js';
 import { codecPoolStats, type Metrics } from './metrics.js';
 import { type Session, Sessions } from './sessions.js';
 
@@ -146,8 +147,9 @@ export class ConsoleApi {
     const r = await this.engine.listObjects({ bucket, prefix, delimiter: '/', after: q.get('after') ?? '', maxKeys: 200 });
     const objects = r.objects.map((m) => {
       // The same stored size as x-deltaglider-stored-size (docs/s3-compatibility.md).
-      const stored = m.stored_size + (m.seeded_reference ? m.size : 0);
-      return { key: m.key, size: m.size, stored_as: m.kind, stored_size: stored, ratio: m.size > 0 ? Math.round((stored / m.size) * 10000) / 10000 : 0, seeded_reference: !!m.seeded_reference, last_modified: m.created };
+      const stored = storedSize(m);
+      const seeded = stored !== m.stored_size;
+      return { key: m.key, size: m.size, stored_as: m.kind, stored_size: stored, ratio: m.size > 0 ? Math.round((stored / m.size) * 10000) / 10000 : 0, seeded_reference: seeded, last_modified: m.created };
     });
     return reply.send({ prefix, prefixes: r.commonPrefixes, objects, truncated: r.truncated, next: r.truncated ? r.last : undefined });
   }

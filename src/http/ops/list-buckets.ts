@@ -20,8 +20,8 @@ function decodeToken(token: string): string {
 /**
  * ListBuckets: GET / with the optional pagination of the ListBuckets
  * reference: max-buckets (1 to 10000), continuation-token (opaque; empty is
- * none, its minimum length being 0), prefix and bucket-region. Without
- * max-buckets every bucket is listed, as before pagination existed.
+ * none, its minimum length being 0), prefix and bucket-region. A plain
+ * ListBuckets lists every bucket, as before pagination existed.
  */
 export async function listBuckets(ctx: Ctx): Promise<void> {
   const q = ctx.query;
@@ -38,7 +38,10 @@ export async function listBuckets(ctx: Ctx): Promise<void> {
   const all = (await ctx.engine.listBuckets()).filter(
     (b) => (!grant || grant.includes(b.name)) && b.name.startsWith(prefix) && (after === undefined || b.name > after) && (region === null || regionOf(b) === region),
   );
-  const max = rawMax === null ? all.length : Number(rawMax);
+  // With bucket-region, prefix or continuation-token but no max-buckets, S3
+  // pages at 10000 (ListBuckets reference, continuation-token).
+  const paged = rawMax !== null || q.has('prefix') || q.has('continuation-token') || region !== null;
+  const max = rawMax !== null ? Number(rawMax) : paged ? MAX_BUCKETS : all.length;
   const page = all.slice(0, max);
   const more = page.length < all.length;
   ctx.reply.header('content-type', 'application/xml');

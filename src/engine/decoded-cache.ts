@@ -1,0 +1,171 @@
+import { EventEmitter } from 'node:events';
+import { createWriteStream } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { LRUCache } from 'lru-cache';
+import { tempPath } from './spool.js';
+
+// Decoded delta objects on local disk, for ranged reads.
+//
+// xdelta3 decodes from the first byte, so serving a range of a delta object
+// means decoding everything before it. aws-cli, boto3 and rclone download
+// large objects as many parallel ranged GETs: decoding from the start for
+// each would cost O(parts × size). Instead the first ranged read of a version
+// starts one decode into a file here, and every range of that version reads
+// the file as it grows (waiting for the bytes it needs), then from the file
+// while it stays cached. Entries are keyed by the stored form (blob names
+// are never reused, so a key cannot go stale), bounded in bytes on disk
+// (decoded_cache_mb), and removed when evicted and no reader holds them. What
+// is read from here is checked block by block by the caller like any range.
+
+interface Entry {
+  path: string;
+  size: number;
+  written: number;
+  done: boolean;
+  error?: Error;
+  readers: number;
+  evicted: boolean;
+  events: EventEmitter;
+}
+
+export class DecodedCache {
+  private readonly lru: LRUCache<string, Entry>;
+
+  constructor(
+    private readonly dir: string,
+    readonly maxBytes: number,
+  ) {
+    this.lru = new LRUCache<string, Entry>({
+      maxSize: Math.max(1, maxBytes),
+      sizeCalculation: (e) => Math.max(1, e.size),
+      dispose: (e) => {
+        e.evicted = true;
+        if (e.readers === 0) void fsp.rm(e.path, { force: true });
+      },
+    });
+  }
+
+  /** Whether an object of this size can be cached at all. */
+  fits(size: number): boolean {
+    return size > 0 && size <= this.maxBytes;
+  }
+
+  /**
+   * Bytes [from, to] of the decoded object `id`, starting its decode with
+   * `decode` when it is neither cached nor being decoded.
+   */
+  async range(id: string, size: number, decode: () => Promise<Readable>, from: number, to: number): Promise<Readable> {
+    let e = this.lru.get(id);
+    if (!e || e.error) {
+      e = { path: tempPath(this.dir, 'decoded'), size, written: 0, done: false, readers: 0, evicted: false, events: new EventEmitter() };
+      e.events.setMaxListeners(0);
+      this.lru.set(id, e);
+      this.fill(e, await decode().catch((err) => {
+        this.lru.delete(id);
+        throw err;
+      }));
+    }
+    return this.reader(e, from, to);
+  }
+
+  private fill(e: Entry, src: Readable): void {
+    const out = createWriteStream(e.path);
+    const fail = (err: Error) => {
+      if (e.error || e.done) return;
+      e.error = err;
+      src.destroy();
+      out.destroy();
+      e.events.emit('progress');
+      this.lru.forEach((v, k) => {
+        if (v === e) this.lru.delete(k);
+      });
+    };
+    src.on('error', fail);
+    out.on('error', fail);
+    src.on('data', (chunk: Buffer) => {
+      if (!out.write(chunk)) src.pause();
+    });
+    out.on('drain', () => src.resume());
+    // Progress counts bytes that reached the file (bytesWritten), so a
+    // reader never reads past what is written.
+    src.on('end', () => {
+      out.end(() => {
+        if (e.error) return;
+        e.written = out.bytesWritten;
+        if (e.written !== e.size) return fail(new Error(`decoded ${e.written} bytes, expected ${e.size}`));
+        e.done = true;
+        e.events.emit('progress');
+      });
+    });
+    const tick = setInterval(() => {
+      if (out.bytesWritten > e.written) {
+        e.written = out.bytesWritten;
+        e.events.emit('progress');
+      }
+      if (e.done || e.error) clearInterval(tick);
+    }, 5);
+    tick.unref();
+  }
+
+  private reader(e: Entry, from: number, to: number): Readable {
+    e.readers++;
+    let pos = from;
+    let fh: fsp.FileHandle | undefined;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      e.readers--;
+      if (e.evicted && e.readers === 0) void fsp.rm(e.path, { force: true });
+    };
+    const waitFor = (n: number) =>
+      new Promise<void>((resolve, reject) => {
+        const check = () => {
+          if (e.error) return done(() => reject(e.error));
+          if (e.written >= n || e.done) return done(resolve);
+        };
+        const done = (f: () => void) => {
+          e.events.off('progress', check);
+          f();
+        };
+        e.events.on('progress', check);
+        check();
+      });
+    const stream: Readable = new Readable({
+      highWaterMark: 1 << 20,
+      read: (want) => {
+        void (async () => {
+          try {
+            if (pos > to) {
+              stream.push(null);
+              return;
+            }
+            const len = Math.min(want, to - pos + 1, 1 << 20);
+            await waitFor(pos + len);
+            fh ??= await fsp.open(e.path, 'r');
+            const buf = Buffer.allocUnsafe(len);
+            const { bytesRead } = await fh.read(buf, 0, len, pos);
+            if (bytesRead === 0) throw new Error('decoded file ended early');
+            pos += bytesRead;
+            stream.push(bytesRead === len ? buf : buf.subarray(0, bytesRead));
+          } catch (err) {
+            stream.destroy(err as Error);
+          }
+        })();
+      },
+      destroy: (err, cb) => {
+        release();
+        const h = fh;
+        fh = undefined;
+        if (h) h.close().then(() => cb(err), () => cb(err));
+        else cb(err);
+      },
+    });
+    return stream;
+  }
+
+  clear(): void {
+    this.lru.clear();
+  }
+}
