@@ -5,7 +5,8 @@
 // package's first, as a deltaspace reference); then the same releases through the
 // engine (PUT in order, GET back verified), with the wall-clock speeds of both.
 //
-//   npm run build && node dist/bench/gzip-corpus.js [cacheDir]
+//   npm run build && node dist/bench/gzip-corpus.js [cacheDir] [engine]
+//   (`engine`: only the pass through the engine)
 //   (default cache: $GZIP_CORPUS_DIR or ~/.cache/deltaglider-gzip-corpus)
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
@@ -89,13 +90,13 @@ async function throughEngine(dir: string, pkg: string, files: string[]): Promise
   });
   await e.init();
   try {
-    await e.createBucket('b');
+    await e.createBucket('bench');
     let logical = 0, stored = 0, putMs = 0, getMs = 0;
     const kinds: string[] = [];
     for (const f of files) {
       const t0 = performance.now();
       const body = await e.spool(createReadStream(f));
-      const meta = await e.putObject({ bucket: 'b', key: `${pkg}/${basename(f)}`, body, headers: {}, userMetadata: {}, checksums: {} });
+      const meta = await e.putObject({ bucket: 'bench', key: `${pkg}/${basename(f)}`, body, headers: {}, userMetadata: {}, checksums: {} });
       await body.dispose();
       putMs += performance.now() - t0;
       logical += meta.size;
@@ -104,9 +105,9 @@ async function throughEngine(dir: string, pkg: string, files: string[]): Promise
     }
     for (const f of files) {
       const t0 = performance.now();
-      const meta = await e.headObject('b', `${pkg}/${basename(f)}`);
+      const meta = await e.headObject('bench', `${pkg}/${basename(f)}`);
       const h = createHash('sha256');
-      for await (const c of await e.openObject('b', meta)) h.update(c as Buffer);
+      for await (const c of await e.openObject('bench', meta)) h.update(c as Buffer);
       getMs += performance.now() - t0;
       if (h.digest('hex') !== meta.sha256) throw new Error(`${f}: GET differs`);
     }
@@ -118,13 +119,30 @@ async function throughEngine(dir: string, pkg: string, files: string[]): Promise
   }
 }
 
+type WriterStats = Map<string, { files: number; reproduced: number; analyzeMs: number; rebuildMs: number; bytes: number; giveUpMs: number; giveUpMax: number; reasons: Set<string> }>;
+
+function printAnalysis(writerStats: WriterStats, savings: string[]): void {
+  console.log('\n| writer | files reproduced | analyze (reproduced) | rebuild | giving up (CPU ms, mean / max) | why not |');
+  console.log('|---|---|---|---|---|---|');
+  for (const [name, s] of writerStats) {
+    const failed = s.files - s.reproduced;
+    console.log(`| ${name} | ${s.reproduced}/${s.files} | ${s.reproduced ? mbps(s.bytes, s.analyzeMs) : '-'} | ${s.reproduced ? mbps(s.bytes, s.rebuildMs) : '-'} | ${failed ? `${(s.giveUpMs / failed).toFixed(0)} / ${s.giveUpMax.toFixed(0)}` : '-'} | ${[...s.reasons].join('; ')} |`);
+  }
+  console.log('\n(speeds: decompressed MiB per CPU second, one core; the run is single-threaded)\n');
+  console.log('| package | versions | later versions reproduced | reference .tgz / .tar | later versions: xdelta3 on .tgz saves | later versions: gzip kind (.tar delta + recipe) saves | all versions, today | all versions, gzip kind |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const l of savings) console.log(l);
+
+}
+
 async function main(): Promise<void> {
   const cache = process.argv[2] ?? process.env.GZIP_CORPUS_DIR ?? join(homedir(), '.cache', 'deltaglider-gzip-corpus');
   const tmp = join(cache, 'tmp');
   await mkdir(tmp, { recursive: true });
-  const writerStats = new Map<string, { files: number; reproduced: number; analyzeMs: number; rebuildMs: number; bytes: number; giveUpMs: number; giveUpMax: number; reasons: Set<string> }>();
+  const writerStats: WriterStats = new Map();
   const savings: string[] = [];
-  for (const [pkg, versions] of PACKAGES) {
+  const engineOnly = process.argv[3] === 'engine';
+  for (const [pkg, versions] of engineOnly ? [] : PACKAGES) {
     const tars: string[] = [];
     const byWriter = new Map<string, string[]>();
     for (const ver of versions) {
@@ -186,17 +204,7 @@ async function main(): Promise<void> {
     savings.push(`| ${pkg} ${versions[0]}..${versions.at(-1)} | ${versions.length} | ${reproduced}/${versions.length - 1} | ${(refTgz / 1024).toFixed(0)} KiB / ${(refTar / 1024).toFixed(0)} KiB | ${pct(1 - onTgz / orig)} | ${pct(1 - withKind / orig)} | ${pct(1 - (refTgz + onTgz) / all)} | ${pct(1 - (refTgz + withKind) / all)} |`);
   }
   console.log(`\n${process.version}, pako ${installedImplVersion()}, ${cpus()[0]?.model ?? 'cpu?'}`);
-  console.log('\n| writer | files reproduced | analyze (reproduced) | rebuild | giving up (CPU ms, mean / max) | why not |');
-  console.log('|---|---|---|---|---|---|');
-  for (const [name, s] of writerStats) {
-    const failed = s.files - s.reproduced;
-    console.log(`| ${name} | ${s.reproduced}/${s.files} | ${s.reproduced ? mbps(s.bytes, s.analyzeMs) : '-'} | ${s.reproduced ? mbps(s.bytes, s.rebuildMs) : '-'} | ${failed ? `${(s.giveUpMs / failed).toFixed(0)} / ${s.giveUpMax.toFixed(0)}` : '-'} | ${[...s.reasons].join('; ')} |`);
-  }
-  console.log('\n(speeds: decompressed MiB per CPU second, one core; the run is single-threaded)\n');
-  console.log('| package | versions | later versions reproduced | reference .tgz / .tar | later versions: xdelta3 on .tgz saves | later versions: gzip kind (.tar delta + recipe) saves | all versions, today | all versions, gzip kind |');
-  console.log('|---|---|---|---|---|---|---|---|');
-  for (const l of savings) console.log(l);
-
+  if (!engineOnly) printAnalysis(writerStats, savings);
   console.log('\nThrough the engine (filesystem backend; stored = blobs written, the reference included; speeds in MiB of .tgz per wall-clock second):\n');
   console.log('| package | stored as | logical | stored | saving | PUT | GET |');
   console.log('|---|---|---|---|---|---|---|');
@@ -205,6 +213,7 @@ async function main(): Promise<void> {
     console.log(await throughEngine(join(tmp, `engine-${pkg}`), pkg, files));
   }
 
+  if (engineOnly) return;
   console.log('\n| npm release | XFL | OS | reproduced with |');
   console.log('|---|---|---|---|');
   for (const spec of SAMPLES) {

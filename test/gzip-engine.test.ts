@@ -106,3 +106,19 @@ t.test('a reference that is not gzip: the delta is made against its bytes as the
   t.equal((m.stored[0] as { reference?: { inflate: boolean } }).reference?.inflate, false);
   t.equal(sha(await get(e, 'rel/v2.tgz')), sha(b));
 });
+
+t.test('deleting the last gzip-form object of a deltaspace collects its reference', async (t) => {
+  const { e, data } = await engine(t);
+  await put(e, 'rel/v1.tgz', tgz(1));
+  t.equal((await put(e, 'rel/v2.tgz', tgz(2))).kind, 'gzip');
+  // Replace the seeding object with plain bytes: only the gzip form uses the reference now.
+  await put(e, 'other.bin', Buffer.from('x'));
+  await e.deleteObject('bkt', 'rel/v1.tgz');
+  await e.gc.drain();
+  t.ok((await listFiles(path.join(data, 'bkt', 'rel'))).some((f) => f.rel.startsWith('reference.')), 'kept while the gzip form names it');
+  t.equal(sha(await get(e, 'rel/v2.tgz')), sha(tgz(2)), 'still readable');
+  await e.deleteObject('bkt', 'rel/v2.tgz');
+  await e.gc.drain();
+  const left = await listFiles(path.join(data, 'bkt', 'rel')).catch(() => []);
+  t.same(left.map((f) => f.rel), [], 'collected after the last one');
+});

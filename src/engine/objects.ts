@@ -148,7 +148,8 @@ export class Objects {
     let delta = cur.v1all.some((v) => v.kind === 'delta');
     if (old) {
       this.d.gc.retire(bucket, [...namesOf(old)]);
-      delta ||= old.stored.some((f) => f.kind === 'delta');
+      // delta and gzip forms both use the deltaspace's reference
+      delta ||= old.stored.some((f) => f.kind === 'delta' || f.kind === 'gzip');
     }
     return delta;
   }

@@ -27,8 +27,14 @@ export interface AnalyzeOptions {
   maxInflated: number;
   /** Largest decompressed/compressed size ratio accepted (decompression bombs). */
   maxRatio: number;
-  /** Wall-clock budget for the whole analysis, in ms. */
+  /** Wall-clock budget for the whole analysis, in ms (a backstop: see maxWork). */
   budgetMs: number;
+  /**
+   * Bytes the parameter search may deflate in all, as a multiple of the decompressed
+   * size (plus 16 MiB); default 6. Finding the parameters of a stream that reproduces
+   * costs well under 1x; a stream that only nearly reproduces is dropped after this.
+   */
+  workFactor?: number;
   signal?: AbortSignal;
   /** Most members a file may have (each carries a recipe entry); default 64. */
   maxMembers?: number;
@@ -91,7 +97,7 @@ async function searchMembers(
       const candidates = candidateParams(m.xfl, previous).filter((p) => !memLevels || memLevels.includes(p.memLevel));
       const found = await findParams(candidates, raw.fd, gz.fd, m, limits, prefix);
       if (!found.params) {
-        return found.timedOut ? 'time budget exhausted' : `no deflate parameters reproduce member at ${m.deflateOffset}`;
+        return found.timedOut ? 'time or work budget exhausted' : `no deflate parameters reproduce member at ${m.deflateOffset}`;
       }
       previous = found.params;
       out.push({
@@ -151,7 +157,7 @@ export async function analyzeGzip(file: string, opts: AnalyzeOptions): Promise<A
       sha256: original,
     });
     // The proof: what a GET would send, byte for byte.
-    const limits = { deadline, signal: opts.signal };
+    const limits: SearchLimits = { deadline, signal: opts.signal, work: { left: (opts.workFactor ?? 6) * parsed.rawSize + 16 * 2 ** 20 } };
     const rebuildsExactly = async (recipe: GzipRecipe) => {
       try {
         return (await sha256OfStream(rebuildGzip(createReadStream(rawFile), recipe), limits)) === original;

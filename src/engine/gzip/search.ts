@@ -26,10 +26,15 @@ export interface MemberRanges {
 export interface SearchLimits {
   deadline: number;
   signal?: AbortSignal;
+  /**
+   * Bytes all candidates together may still feed to deflate: a budget of work, the
+   * same on an idle machine and a busy one (the deadline is the wall-clock backstop).
+   */
+  work?: { left: number };
 }
 
 function expired(limits: SearchLimits): boolean {
-  return Date.now() > limits.deadline || limits.signal?.aborted === true;
+  return Date.now() > limits.deadline || limits.signal?.aborted === true || (limits.work !== undefined && limits.work.left <= 0);
 }
 
 /**
@@ -62,7 +67,9 @@ export async function reproduces(
   try {
     let calls = 0;
     while (input.remaining > 0) {
-      d.push(input.next(STEP), false);
+      const chunk = input.next(STEP);
+      if (limits.work) limits.work.left -= chunk.length;
+      d.push(chunk, false);
       if (++calls % CALLS_PER_YIELD === 0) {
         await yieldToLoop();
         if (expired(limits)) return 'timeout';
