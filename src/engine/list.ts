@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import { mapLimit } from '../log.js';
 import type { Backend, BucketInfo } from '../storage/backend.js';
-import { keyOfMetaBlob, OBJECT_SUFFIX } from './keys.js';
+import { keyOfMetaBlob, META_SUFFIX, OBJECT_SUFFIX } from './keys.js';
 import { compareKeys, paginate, type Page } from './listing.js';
 import type { ObjectMeta } from './meta.js';
 import { SidecarCache } from './sidecar-cache.js';
@@ -157,7 +157,7 @@ async function streamPage(backend: Backend, input: ListInput): Promise<{ keys: L
   let checked = 0;
   for (;;) {
     let skipTo: string | undefined;
-    for await (const blob of backend.listSorted!(input.bucket, { prefix: input.prefix, startAfter })) {
+    for await (const blob of backend.listSorted!(input.bucket, { prefix: input.prefix, startAfter, suffixes: [META_SUFFIX] })) {
       const k = keyOfMetaBlob(blob.name);
       if (k) {
         const seen = keys.get(k.key);

@@ -4,8 +4,9 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { AlreadyExistsError, NotFoundError, PreconditionError } from '../../errors.js';
-import type { Backend, BlobInfo, BucketInfo, DeleteOptions, GetOptions, ListOptions, PutOptions, SmallBlob } from '../backend.js';
+import type { Backend, BlobInfo, BucketInfo, DeleteOptions, GetOptions, ListOptions, PutOptions, SmallBlob, SortedListOptions } from '../backend.js';
 import { INTERNAL_PREFIX, decodeComponents, encodeName, encodePrefixDir } from './names.js';
+import { SortedLister } from './sorted-list.js';
 
 const BUCKET_RECORD = `${INTERNAL_PREFIX}bucket.json`;
 
@@ -41,6 +42,7 @@ export class FilesystemBackend implements Backend {
   readonly kind = 'filesystem' as const;
   readonly shared = false;
   readonly root: string;
+  private readonly sorted = new SortedLister();
 
   constructor(root: string) {
     this.root = path.resolve(root);
@@ -253,6 +255,28 @@ export class FilesystemBackend implements Backend {
     const startComponents = encodePrefixDir(prefix);
     const startDir = path.join(this.bucketDir(bucket), ...startComponents);
     yield* this.walk(startDir, startComponents, prefix, opts);
+  }
+
+  /** In name order, from sorted directory reads cached by mtime (./sorted-list.ts). */
+  async *listSorted(bucket: string, opts: SortedListOptions): AsyncIterable<BlobInfo> {
+    const it = this.sorted.list(this.bucketDir(bucket), opts)[Symbol.asyncIterator]();
+    // Files are stat'ed a batch at a time, in parallel, for their etags.
+    for (let done = false; !done; ) {
+      const batch: { name: string; file: string }[] = [];
+      while (batch.length < 64) {
+        const n = await it.next();
+        if (n.done) {
+          done = true;
+          break;
+        }
+        batch.push(n.value);
+      }
+      const stats = await Promise.all(batch.map((e) => fsp.stat(e.file, { bigint: true }).catch(() => null)));
+      for (const [i, st] of stats.entries()) {
+        // Gone since the directory was read: deleted while listing.
+        if (st) yield { name: batch[i].name, size: Number(st.size), lastModified: new Date(Number(st.mtimeMs)), etag: etagOf(st) };
+      }
+    }
   }
 
   private async *walk(dir: string, components: string[], prefix: string, opts: ListOptions): AsyncIterable<BlobInfo> {
