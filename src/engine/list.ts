@@ -226,7 +226,11 @@ async function streamPage(backend: Backend, input: ListInput, lookup: SidecarLoo
   if (startAfter && d && startAfter.startsWith(input.prefix) && startAfter.indexOf(d, input.prefix.length) === startAfter.length - d.length) {
     startAfter += LAST_CHAR;
   }
-  let checked = 0;
+  // Entries (keys and common prefixes) on the page so far, counted as keys
+  // are released, in order: a page is complete once there is one too many.
+  let counted = 0;
+  let entries = 0;
+  let lastCp: string | undefined;
   for (;;) {
     let skipTo: string | undefined;
     for await (const blob of backend.listSorted!(input.bucket, { prefix: input.prefix, startAfter, suffixes: [META_SUFFIX] })) {
@@ -235,17 +239,23 @@ async function streamPage(backend: Backend, input: ListInput, lookup: SidecarLoo
       if (k && !settled.has(k.key) && !needless(k.key)) add(k.key, blob.name, blob.etag);
       // After adding: this very blob may be the one a key was waiting for.
       await release();
-      if (released.length > checked) {
-        checked = released.length;
-        const page = paginate(released, input);
-        if (page.truncated) return { keys, page };
-        // Inside a rolled-up common prefix: jump past it in the backend.
-        const last = page.commonPrefixes[page.commonPrefixes.length - 1];
-        if (last !== undefined && released[released.length - 1].startsWith(last) && pending.every((p) => p.startsWith(last))) {
-          pending.length = 0;
-          skipTo = last + LAST_CHAR;
-          break;
+      let cp: string | undefined;
+      for (; counted < released.length; counted++) {
+        const key = released[counted];
+        const at = d ? key.indexOf(d, input.prefix.length) : -1;
+        cp = at >= 0 ? key.slice(0, at + d.length) : undefined;
+        if (cp === undefined) entries++;
+        else if (cp !== lastCp && cp !== input.after) {
+          entries++;
+          lastCp = cp;
         }
+        if (entries > input.maxKeys) return { keys, page: paginate(released, input) };
+      }
+      // Inside a rolled-up common prefix: jump past it in the backend.
+      if (cp !== undefined && pending.every((p) => p.startsWith(cp))) {
+        pending.length = 0;
+        skipTo = cp + LAST_CHAR;
+        break;
       }
     }
     if (skipTo === undefined) break;
