@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { release, type CorpusKind } from './corpus.js';
 import { listing } from './listing.js';
+import { small } from './small.js';
 import { peakRss, request, startProxy, table, timed } from './util.js';
 
 // npm run bench: the saving and the speed of the proxy, beside bare xdelta3 on
@@ -17,7 +18,8 @@ import { peakRss, request, startProxy, table, timed } from './util.js';
 //   BENCH_VERSIONS (default 5)     versions per artifact
 //   BENCH_LARGE_MB (default 2048)  size of the large-object case; 0 skips it
 //   BENCH_LIST_KEYS (default 100000) keys in the listing case (1000000 for the memory goal)
-//   BENCH_ONLY                     comma-separated cases to run: corpus,large,listing,small
+//   BENCH_ONLY                     comma-separated cases to run: corpus,large,small,listing
+//   BENCH_SMALL_SECONDS (default 4) wrk duration per small-object case
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
 const VERSIONS = Number(process.env.BENCH_VERSIONS ?? 5);
@@ -176,6 +178,7 @@ async function main() {
   try {
     if (runs('corpus')) await corpus(work);
     if (LARGE_MB > 0 && runs('large')) await large(work);
+    if (runs('small')) await small(work);
     if (LIST_KEYS > 0 && runs('listing')) await listing(work, LIST_KEYS);
   } finally {
     await fsp.rm(work, { recursive: true, force: true });

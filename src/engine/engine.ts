@@ -16,6 +16,7 @@ import { openStored } from './read.js';
 import { ReferenceCache } from './refcache.js';
 import { References } from './references.js';
 import { FileRouter } from './router.js';
+import { SmallObjectCache } from './small-cache.js';
 import { Collector } from './gc.js';
 import { spool, type SpoolOptions, type Spooled } from './spool.js';
 import type { EngineOptions, ObjectStore, PreEncode, PutInput } from './types.js';
@@ -39,6 +40,8 @@ export class Engine implements ObjectStore {
   private readonly refs: References;
   private readonly objects: Objects;
   private readonly lister: Lister;
+  /** Small objects decoded and verified, in memory (./small-cache.ts). */
+  private readonly small = new SmallObjectCache();
   private readonly keyLocks = new KeyedRwLock();
   private readonly buckets = new Map<string, { info: BucketInfo; until: number }>();
   /** Held for reading by every object write; DeleteBucket takes it for writing. */
@@ -215,8 +218,12 @@ export class Engine implements ObjectStore {
   }
 
   /** Streams an object (or an inclusive range of it), verified as it goes (./read.ts). */
-  openObject(bucket: string, meta: ObjectMeta, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
-    return openStored({ backend: this.backend, refs: this.refs, codec: this.codec }, bucket, meta, range, signal);
+  async openObject(bucket: string, meta: ObjectMeta, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
+    const key = this.small.keyOf(bucket, meta);
+    const hit = key ? this.small.get(key, range) : null;
+    if (hit) return hit;
+    const body = await openStored({ backend: this.backend, refs: this.refs, codec: this.codec }, bucket, meta, range, signal);
+    return key && !range ? this.small.capture(key, body) : body;
   }
 
   /** See ./pre-encode.ts. */
