@@ -1,15 +1,14 @@
-import aws4 from 'aws4';
-import { execa, type ResultPromise } from 'execa';
+import { execa } from 'execa';
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { DEV_ACCESS_KEY_ID, DEV_SECRET_ACCESS_KEY } from '../src/config/config.js';
 import { release, type CorpusKind } from './corpus.js';
 import { soak } from './soak.js';
+import { listing } from './listing.js';
+import { small } from './small.js';
+import { peakRss, request, startProxy, table, timed } from './util.js';
 
 // npm run bench: the saving and the speed of the proxy, beside bare xdelta3 on
 // the same files, as ratios measured in this one run (absolute MB/s depend on
@@ -20,74 +19,18 @@ import { soak } from './soak.js';
 //   BENCH_VERSIONS (default 5)     versions per artifact
 //   BENCH_LARGE_MB (default 2048)  size of the large-object case; 0 skips it
 //   BENCH_SOAK_SECS (default 120)  slow and hostile clients (./soak.ts); 0 skips it
+//   BENCH_LIST_KEYS (default 100000) keys in the listing case (1000000 for the memory goal)
+//   BENCH_ONLY                     comma-separated cases to run: corpus,large,small,listing,soak
+//   BENCH_SMALL_SECONDS (default 4) wrk duration per small-object case
 
 const SCALE = Number(process.env.BENCH_SCALE ?? 1);
 const VERSIONS = Number(process.env.BENCH_VERSIONS ?? 5);
 const LARGE_MB = Number(process.env.BENCH_LARGE_MB ?? 2048);
+const LIST_KEYS = Number(process.env.BENCH_LIST_KEYS ?? 100_000);
+const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',')) : null;
+const runs = (name: string) => !ONLY || ONLY.has(name);
 const MB = 1024 * 1024;
-const creds = { accessKeyId: DEV_ACCESS_KEY_ID, secretAccessKey: DEV_SECRET_ACCESS_KEY };
 const fmt = (n: number, d = 1) => n.toFixed(d);
-
-interface Proxy {
-  port: number;
-  pid: number;
-  child: ResultPromise;
-}
-
-async function startProxy(dataDir: string): Promise<Proxy> {
-  const main = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'main.js');
-  const child = execa(process.execPath, [main, '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
-    env: { DELTAGLIDER_PROXY_LOG_LEVEL: 'info' },
-    reject: false,
-    all: true,
-  });
-  let out = '';
-  const port = await new Promise<number>((resolve, reject) => {
-    child.all!.on('data', (c: Buffer) => {
-      if (out.length < 100_000) out += c.toString();
-      const m = /listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    void child.then(() => reject(new Error(`proxy exited: ${out}`)));
-  });
-  return { port, pid: child.pid!, child };
-}
-
-/** Peak resident set size of a process, MB (Linux /proc). */
-function peakRss(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
-
-function request(port: number, method: string, p: string, file?: string): Promise<{ status: number; sha: string; bytes: number }> {
-  return new Promise((resolve, reject) => {
-    const go = async () => {
-      const headers: Record<string, string> = { 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' };
-      if (file) headers['content-length'] = String((await fsp.stat(file)).size);
-      const signed = aws4.sign({ host: `127.0.0.1:${port}`, method, path: p, headers, service: 's3', region: 'us-east-1' }, creds);
-      const req = http.request({ host: '127.0.0.1', port, method, path: p, headers: signed.headers as Record<string, string> }, (res) => {
-        const h = createHash('sha256');
-        let bytes = 0;
-        res.on('data', (c: Buffer) => {
-          h.update(c);
-          bytes += c.length;
-        });
-        res.on('end', () => resolve({ status: res.statusCode!, sha: h.digest('hex'), bytes }));
-        res.on('error', reject);
-      });
-      req.on('error', reject);
-      if (file) createReadStream(file).pipe(req);
-      else req.end();
-    };
-    go().catch(reject);
-  });
-}
-
-async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
-  const t0 = process.hrtime.bigint();
-  const r = await fn();
-  return [r, Number(process.hrtime.bigint() - t0) / 1e9];
-}
 
 async function dirBytes(dir: string): Promise<number> {
   let n = 0;
@@ -103,13 +46,6 @@ async function fileSha(file: string): Promise<string> {
   const h = createHash('sha256');
   for await (const c of createReadStream(file)) h.update(c as Buffer);
   return h.digest('hex');
-}
-
-function table(head: string[], rows: string[][]): void {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (r: string[]) => r.map((c, i) => c.padStart(widths[i])).join('  ');
-  console.log(line(head));
-  for (const r of rows) console.log(line(r));
 }
 
 /** Bare xdelta3 with the proxy's flags and with the original CLI's (-9, default window). */
@@ -242,9 +178,11 @@ async function main() {
   const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'dgp-bench-'));
   console.log(`deltaglider-proxy bench: node ${process.version}, ${os.cpus().length} cores, ${(await execa('xdelta3', ['-V'], { all: true, reject: false })).all?.split('\n')[0]}`);
   try {
-    await corpus(work);
-    if (LARGE_MB > 0) await large(work);
-    if (Number(process.env.BENCH_SOAK_SECS ?? 120) > 0) await soak(work);
+    if (runs('corpus')) await corpus(work);
+    if (LARGE_MB > 0 && runs('large')) await large(work);
+    if (runs('small')) await small(work);
+    if (LIST_KEYS > 0 && runs('listing')) await listing(work, LIST_KEYS);
+    if (Number(process.env.BENCH_SOAK_SECS ?? 120) > 0 && runs('soak')) await soak(work);
   } finally {
     await fsp.rm(work, { recursive: true, force: true });
   }

@@ -5,6 +5,7 @@ import t, { type Test } from 'tap';
 import { AlreadyExistsError, NotFoundError, PreconditionError } from '../src/errors.js';
 import { silentLogger } from '../src/log.js';
 import type { Backend } from '../src/storage/backend.js';
+import { compareKeys } from '../src/engine/listing.js';
 import { FilesystemBackend } from '../src/storage/filesystem/fs-backend.js';
 import { S3Backend } from '../src/storage/s3/s3-backend.js';
 import { motoAvailable, startMoto } from './helpers/moto.js';
@@ -100,6 +101,21 @@ function conformance(name: string, make: (t: Test) => Promise<Backend>, skip: st
       t.same(await collect(b.list('other-bucket', { prefix: 'zzz' })), []);
       const sized = (await collect(b.list('other-bucket', { prefix: 'plain' })))[0];
       t.equal(sized.size, 'plain.delta'.length);
+    });
+
+    await t.test('sorted listing', { skip: !b.listSorted && 'no listSorted' }, async (t) => {
+      const piece = 'P'.repeat(250);
+      const names = [...NAMES, `${piece}/x.meta`, `${piece}!y.meta`, `${piece}0z.meta`, `${piece}.meta`, 'é.meta', '\u{e000}.meta', '😀.meta', 'a.delta/in.meta', 'a.delta', 'a-b.meta'];
+      for (const n of names) await b.putBytes('other-bucket', n, Buffer.from('x'));
+      const want = [...new Set(names)].sort(compareKeys);
+      const got = async (prefix: string, startAfter?: string) => (await collect(b.listSorted!('other-bucket', { prefix, startAfter }))).map((x) => x.name);
+      t.same(await got(''), want, 'UTF-8 byte order');
+      for (const after of ['', ...want, 'a', 'dir/', 'P', `${piece}/`, `${piece}.`]) {
+        t.same(await got('', after), want.filter((n) => compareKeys(n, after) > 0), `after ${after.slice(0, 20)}`);
+      }
+      for (const prefix of ['a', 'dir/', 'dir/s', piece, `${piece}/`, 'zzz']) t.same(await got(prefix), want.filter((n) => n.startsWith(prefix)), `prefix ${prefix.slice(0, 20)}`);
+      const etags = await collect(b.listSorted!('other-bucket', { prefix: 'plain' }));
+      t.equal(etags[0].etag, (await b.head('other-bucket', 'plain.delta'))?.etag, 'etags as head gives them');
     });
 
     await t.test('deleting buckets', async (t) => {

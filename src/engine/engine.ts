@@ -17,6 +17,7 @@ import { openStored } from './read.js';
 import { ReferenceCache } from './refcache.js';
 import { References } from './references.js';
 import { FileRouter } from './router.js';
+import { SmallObjectCache } from './small-cache.js';
 import { Collector } from './gc.js';
 import { DecodedCache } from './decoded-cache.js';
 import { GZIP_DEFAULTS, GzipKind } from './gzip-form.js';
@@ -49,6 +50,8 @@ export class Engine implements ObjectStore {
   /** The gzip stored form: written only when its start-up self-test passes. */
   private readonly gzip: GzipKind;
   private readonly lister: Lister;
+  /** Small objects decoded and verified, in memory (./small-cache.ts). */
+  private readonly small = new SmallObjectCache();
   private readonly keyLocks = new KeyedRwLock();
   private readonly buckets = new Map<string, { info: BucketInfo; until: number }>();
   /** Held for reading by every object write; DeleteBucket takes it for writing. */
@@ -268,9 +271,13 @@ export class Engine implements ObjectStore {
   }
 
   /** Streams an object (or an inclusive range of it), verified as it goes (./read.ts). */
-  openObject(bucket: string, meta: ObjectMeta, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
+  async openObject(bucket: string, meta: ObjectMeta, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
     if (this.cli?.has(bucket)) return this.cli.open(bucket, meta, range, signal);
-    return openStored({ backend: this.backend, refs: this.refs, codec: this.codec, decoded: this.decoded, gzip: this.gzip }, bucket, meta, range, signal);
+    const key = this.small.keyOf(bucket, meta);
+    const hit = key ? this.small.get(key, range) : null;
+    if (hit) return hit;
+    const body = await openStored({ backend: this.backend, refs: this.refs, codec: this.codec, decoded: this.decoded, gzip: this.gzip }, bucket, meta, range, signal);
+    return key && !range ? this.small.capture(key, body) : body;
   }
 
   /** See ./pre-encode.ts. */

@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import { mapLimit } from '../log.js';
 import type { Backend, BucketInfo } from '../storage/backend.js';
-import { keyOfMetaBlob, OBJECT_SUFFIX } from './keys.js';
+import { keyOfMetaBlob, META_SUFFIX, metaBlob, OBJECT_SUFFIX, objectSidecar } from './keys.js';
 import { compareKeys, paginate, type Page } from './listing.js';
 import type { ObjectMeta } from './meta.js';
 import { SidecarCache } from './sidecar-cache.js';
@@ -74,6 +74,22 @@ export class Lister {
     this.sidecars = new SidecarCache(backend);
   }
 
+  /** Sidecar look-ups for the streamed listing, reused like snapshots (same TTL, same invalidation). */
+  private readonly lookups = new LRUCache<string, { generation: number; at: number; found: Promise<{ name: string; etag?: string }[]> }>({ max: 10_000 });
+
+  private lookup(bucket: string, key: string): Promise<{ name: string; etag?: string }[]> {
+    const id = `${bucket}\0${key}`;
+    const generation = this.generations.get(bucket) ?? 0;
+    const hit = this.lookups.get(id);
+    if (hit && hit.generation === generation && Date.now() - hit.at < SNAPSHOT_TTL_MS) return hit.found;
+    const found = Promise.all([objectSidecar(key), metaBlob(key, 'delta'), metaBlob(key, 'direct')].map((n) => this.backend.head(bucket, n))).then((infos) =>
+      infos.filter((i) => i !== null).map((i) => ({ name: i.name, etag: i.etag })),
+    );
+    found.catch(() => this.lookups.delete(id));
+    this.lookups.set(id, { generation, at: Date.now(), found });
+    return found;
+  }
+
   /** A write in `bucket` went through this instance. */
   invalidate(bucket: string): void {
     this.generations.set(bucket, (this.generations.get(bucket) ?? 0) + 1);
@@ -85,7 +101,7 @@ export class Lister {
     let keys: ListingSnapshot['keys'];
     let page: Page;
     if (this.backend.listSorted) {
-      ({ keys, page } = await streamPage(this.backend, input));
+      ({ keys, page } = await streamPage(this.backend, input, (b, k) => this.lookup(b, k)));
     } else {
       const id = `${input.bucket}\0${input.prefix}`;
       let snap = input.after !== '' ? this.listings.get(id) : undefined;
@@ -136,16 +152,72 @@ export function releasePoint(x: string): string {
 }
 
 /**
+ * The keys whose sidecars a key `x` waits for before its place is settled:
+ * each prefix of `x` followed by a character up to '.' (see releasePoint).
+ */
+export function waitsOf(x: string): string[] {
+  const out: string[] = [];
+  for (let i = 1; i < x.length; i++) if (x[i] <= '.') out.push(x.slice(0, i));
+  return out;
+}
+
+/** Every sidecar of a key, looked up by name (backends that cannot list it cheaply). */
+export type SidecarLookup = (bucket: string, key: string) => Promise<{ name: string; etag?: string }[]>;
+
+/**
  * One page from a backend that lists in order: the listing streams from the
  * marker on and stops as soon as the page is known to be complete, so a page
  * costs about a page of backend listing whatever the bucket's size.
+ *
+ * A key waits for the sidecars of its prefixes that sort after its own
+ * (releasePoint): `many/obj-1.txt` for `many/obj.object.meta`, which the
+ * stream meets only after every `many/obj-*`. Rather than stream that far,
+ * once a page's worth of keys waits, the prefix is looked up by name (a few
+ * HEADs or stats a page, remembered by the caller).
  */
-async function streamPage(backend: Backend, input: ListInput): Promise<{ keys: ListingSnapshot['keys']; page: Page }> {
+async function streamPage(backend: Backend, input: ListInput, lookup: SidecarLookup): Promise<{ keys: ListingSnapshot['keys']; page: Page }> {
   const keys: ListingSnapshot['keys'] = new Map();
   const pending: string[] = []; // seen, not yet safe to place; sorted
   const released: string[] = [];
-  const release = (upTo?: string) => {
-    while (pending.length > 0 && (upTo === undefined || compareKeys(releasePoint(pending[0]), upTo) <= 0)) released.push(pending.shift()!);
+  /** Keys whose every sidecar is known (looked up): nothing more of them can come. */
+  const settled = new Set<string>();
+  let pos = '';
+  const add = (key: string, name: string, etag?: string) => {
+    const seen = keys.get(key);
+    if (seen) {
+      if (!seen.some((x) => x.name === name)) seen.push({ name, etag });
+      return;
+    }
+    keys.set(key, [{ name, etag }]);
+    let at = pending.length;
+    while (at > 0 && compareKeys(pending[at - 1], key) > 0) at--;
+    pending.splice(at, 0, key);
+  };
+  // Keys outside the prefix or not after the marker are never on the page: no need to wait for them.
+  const needless = (y: string) => !y.startsWith(input.prefix) || compareKeys(y, input.after) <= 0;
+  const waiting = (x: string, end: boolean) => {
+    if (end) return [];
+    const own = `${x}${OBJECT_SUFFIX}`;
+    const far = !settled.has(x) && compareKeys(own, pos) > 0 ? [x] : [];
+    for (const y of waitsOf(x)) if (!settled.has(y) && !needless(y) && compareKeys(`${y}${OBJECT_SUFFIX}`, pos) > 0) far.push(y);
+    return far;
+  };
+  const release = async (end = false) => {
+    while (pending.length > 0) {
+      const x = pending[0];
+      const far = waiting(x, end);
+      if (far.length === 0) {
+        released.push(pending.shift()!);
+        continue;
+      }
+      // Look a blocking prefix up only once a page's worth of keys waits behind it.
+      const prefixes = far.filter((y) => y !== x);
+      if (prefixes.length === 0 || pending.length <= Math.min(input.maxKeys, 64)) return;
+      for (const y of prefixes) {
+        settled.add(y);
+        for (const f of await lookup(input.bucket, y)) add(y, f.name, f.etag);
+      }
+    }
   };
   // Every key after the marker has its blobs after the marker too; after a
   // common prefix, nothing under it is needed again.
@@ -154,40 +226,41 @@ async function streamPage(backend: Backend, input: ListInput): Promise<{ keys: L
   if (startAfter && d && startAfter.startsWith(input.prefix) && startAfter.indexOf(d, input.prefix.length) === startAfter.length - d.length) {
     startAfter += LAST_CHAR;
   }
-  let checked = 0;
+  // Entries (keys and common prefixes) on the page so far, counted as keys
+  // are released, in order: a page is complete once there is one too many.
+  let counted = 0;
+  let entries = 0;
+  let lastCp: string | undefined;
   for (;;) {
     let skipTo: string | undefined;
-    for await (const blob of backend.listSorted!(input.bucket, { prefix: input.prefix, startAfter })) {
+    for await (const blob of backend.listSorted!(input.bucket, { prefix: input.prefix, startAfter, suffixes: [META_SUFFIX] })) {
       const k = keyOfMetaBlob(blob.name);
-      if (k) {
-        const seen = keys.get(k.key);
-        if (seen) {
-          if (!seen.some((x) => x.name === blob.name)) seen.push({ name: blob.name, etag: blob.etag });
-        } else {
-          keys.set(k.key, [{ name: blob.name, etag: blob.etag }]);
-          let at = pending.length;
-          while (at > 0 && compareKeys(pending[at - 1], k.key) > 0) at--;
-          pending.splice(at, 0, k.key);
-        }
-      }
+      pos = blob.name;
+      if (k && !settled.has(k.key) && !needless(k.key)) add(k.key, blob.name, blob.etag);
       // After adding: this very blob may be the one a key was waiting for.
-      release(blob.name);
-      if (released.length > checked) {
-        checked = released.length;
-        const page = paginate(released, input);
-        if (page.truncated) return { keys, page };
-        // Inside a rolled-up common prefix: jump past it in the backend.
-        const last = page.commonPrefixes[page.commonPrefixes.length - 1];
-        if (last !== undefined && released[released.length - 1].startsWith(last) && pending.every((p) => p.startsWith(last))) {
-          pending.length = 0;
-          skipTo = last + LAST_CHAR;
-          break;
+      await release();
+      let cp: string | undefined;
+      for (; counted < released.length; counted++) {
+        const key = released[counted];
+        const at = d ? key.indexOf(d, input.prefix.length) : -1;
+        cp = at >= 0 ? key.slice(0, at + d.length) : undefined;
+        if (cp === undefined) entries++;
+        else if (cp !== lastCp && cp !== input.after) {
+          entries++;
+          lastCp = cp;
         }
+        if (entries > input.maxKeys) return { keys, page: paginate(released, input) };
+      }
+      // Inside a rolled-up common prefix: jump past it in the backend.
+      if (cp !== undefined && pending.every((p) => p.startsWith(cp))) {
+        pending.length = 0;
+        skipTo = cp + LAST_CHAR;
+        break;
       }
     }
     if (skipTo === undefined) break;
     startAfter = skipTo;
   }
-  release();
+  await release(true);
   return { keys, page: paginate(released, input) };
 }

@@ -62,6 +62,17 @@ export interface ListOptions {
   signal?: AbortSignal;
 }
 
+export interface SortedListOptions {
+  prefix: string;
+  startAfter?: string;
+  /**
+   * A hint: the caller needs only names ending in one of these. A backend
+   * may return others too (S3 does); the filesystem skips the rest early.
+   */
+  suffixes?: string[];
+  signal?: AbortSignal;
+}
+
 export interface Backend {
   readonly kind: 'filesystem' | 's3';
   /**
@@ -110,7 +121,7 @@ export interface Backend {
    * starting after `startAfter`: backends that list sorted (S3) offer it, so
    * that a listing page costs a page of backend listing, not a full scan.
    */
-  listSorted?(bucket: string, opts: { prefix: string; startAfter?: string; signal?: AbortSignal }): AsyncIterable<BlobInfo>;
+  listSorted?(bucket: string, opts: SortedListOptions): AsyncIterable<BlobInfo>;
   /**
    * A local path holding the blob's bytes, when the backend has one (the
    * filesystem backend), so the codec can read it without a copy.

@@ -1,0 +1,94 @@
+import aws4 from 'aws4';
+import { execa } from 'execa';
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { creds, fmt, peakRss, request, startProxy, table } from './util.js';
+
+// Small objects under load: GET of 4 KiB and 256 KiB objects through
+// the proxy (direct and delta), beside a bare Node HTTP server serving the
+// same file, both driven by wrk (a JS load generator would be the
+// bottleneck). Requests are presigned URLs, so wrk needs no signing.
+
+const SECONDS = Number(process.env.BENCH_SMALL_SECONDS ?? 4);
+
+function presign(port: number, method: string, p: string): string {
+  const s = aws4.sign({ host: `127.0.0.1:${port}`, method, path: `${p}?X-Amz-Expires=3600`, service: 's3', region: 'us-east-1', signQuery: true }, creds);
+  return `http://127.0.0.1:${port}${s.path}`;
+}
+
+/** Requests per second and p50 latency from wrk. */
+async function wrk(url: string, method: string, dir: string): Promise<{ rps: number; p50: string }> {
+  const script = path.join(dir, `${method}.lua`);
+  await fsp.writeFile(script, `wrk.method = "${method}"\n`);
+  const r = await execa('wrk', ['-t', '2', '-c', '16', '-d', `${SECONDS}s`, '--latency', '-s', script, url], { reject: false });
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1] ?? NaN);
+  const p50 = /50%\s+(\S+)/.exec(r.stdout)?.[1] ?? '?';
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(r.stdout);
+  if (non2xx) throw new Error(`wrk: ${non2xx[1]} error responses from ${url}`);
+  return { rps, p50 };
+}
+
+/** The baseline: a bare Node server streaming one file per request. */
+async function bareServer(file: string): Promise<{ url: string; close: () => Promise<void> }> {
+  const { size } = await fsp.stat(file);
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { 'content-length': String(size), 'content-type': 'application/octet-stream' });
+    if (req.method === 'HEAD') res.end();
+    else createReadStream(file).pipe(res);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/f`, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+export async function small(work: string): Promise<void> {
+  const which = await execa('wrk', ['--version'], { reject: false });
+  if (which.failed && !/wrk/.test(which.stdout + which.stderr)) {
+    console.log('\nSmall objects: skipped (wrk is not installed: apt-get install -y wrk)');
+    return;
+  }
+  const data = path.join(work, 'small-data');
+  const proxy = await startProxy(data);
+  await request(proxy.port, 'PUT', '/small');
+  const rows: string[][] = [];
+  for (const size of [4 * 1024, 256 * 1024]) {
+    const base = randomBytes(size);
+    const file = path.join(work, `small-${size}`);
+    await fsp.writeFile(file, base);
+    // Delta objects: a first version seeds the deltaspace's reference, the
+    // second (1 % changed) is stored against it when the delta is worth it.
+    const v2 = Buffer.from(base);
+    randomBytes(Math.max(1, size / 100)).copy(v2, size >> 1);
+    const file2 = path.join(work, `small-${size}-v2`);
+    await fsp.writeFile(file2, v2);
+    await request(proxy.port, 'PUT', `/small/d${size}/v1.zip`, file);
+    await request(proxy.port, 'PUT', `/small/d${size}/v2.zip`, file2);
+    await request(proxy.port, 'PUT', `/small/f${size}.txt`, file2);
+    const head = await fetch(presign(proxy.port, 'HEAD', `/small/d${size}/v2.zip`), { method: 'HEAD' });
+    const storedAs = head.headers.get('x-deltaglider-stored-as') ?? '?';
+    const bare = await bareServer(file2);
+    try {
+      // HEAD is left out: wrk waits for a body after a HEAD response's content-length.
+      for (const method of ['GET']) {
+        const b = await wrk(bare.url, method, work);
+        // A short warm-up first: the first requests fill the small-object cache and warm the JIT.
+        for (const k of [`/small/f${size}.txt`, `/small/d${size}/v2.zip`]) await execa('wrk', ['-t', '1', '-c', '4', '-d', '1s', presign(proxy.port, method, k)], { reject: false });
+        const direct = await wrk(presign(proxy.port, method, `/small/f${size}.txt`), method, work);
+        const delta = await wrk(presign(proxy.port, method, `/small/d${size}/v2.zip`), method, work);
+        const kib = `${size / 1024} KiB`;
+        rows.push([`${method} ${kib}`, fmt(b.rps, 0), `${fmt(direct.rps, 0)} (${direct.p50})`, fmt(direct.rps / b.rps, 2), `${fmt(delta.rps, 0)} (${delta.p50}, ${storedAs})`, fmt(delta.rps / b.rps, 2)]);
+      }
+    } finally {
+      await bare.close();
+    }
+  }
+  const rss = peakRss(proxy.pid);
+  proxy.child.kill('SIGTERM');
+  await proxy.child;
+  console.log(`\nSmall objects: wrk -t2 -c16 -d${SECONDS}s per case, presigned URLs; the bare server streams the same file with Node's http module.`);
+  table(['case', 'bare req/s', 'direct req/s (p50)', 'direct/bare', 'delta-key req/s (p50, stored as)', 'delta/bare'], rows);
+  console.log(`proxy peak RSS: ${fmt(rss)} MB (goal < 256 MB); goal for both ratios: >= 0.5`);
+}

@@ -1,0 +1,90 @@
+import aws4 from 'aws4';
+import { execa, type ResultPromise } from 'execa';
+import { createHash } from 'node:crypto';
+import { createReadStream, readFileSync } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DEV_ACCESS_KEY_ID, DEV_SECRET_ACCESS_KEY } from '../src/config/config.js';
+
+// Helpers shared by the bench's cases: the proxy in its own process, signed
+// requests, timing and tables.
+
+export const creds = { accessKeyId: DEV_ACCESS_KEY_ID, secretAccessKey: DEV_SECRET_ACCESS_KEY };
+export const fmt = (n: number, d = 1) => n.toFixed(d);
+
+export interface Proxy {
+  port: number;
+  pid: number;
+  child: ResultPromise;
+}
+
+export async function startProxy(dataDir: string, args: string[] = [], env: Record<string, string> = {}): Promise<Proxy> {
+  const main = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'main.js');
+  const child = execa(process.execPath, [main, '--listen', '127.0.0.1:0', '--data-dir', dataDir, ...args], {
+    env: { DELTAGLIDER_PROXY_LOG_LEVEL: 'info', ...env },
+    reject: false,
+    all: true,
+  });
+  let out = '';
+  const port = await new Promise<number>((resolve, reject) => {
+    child.all!.on('data', (c: Buffer) => {
+      if (out.length < 100_000) out += c.toString();
+      const m = /listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    void child.then(() => reject(new Error(`proxy exited: ${out}`)));
+  });
+  return { port, pid: child.pid!, child };
+}
+
+/** Peak resident set size of a process, MB (Linux /proc). */
+export function peakRss(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** A signed request; `text` keeps the first 1 MB of the response body (listings). */
+export function request(port: number, method: string, p: string, file?: string): Promise<{ status: number; sha: string; bytes: number; text: string; ttfb: number }> {
+  const t0 = process.hrtime.bigint();
+  return new Promise((resolve, reject) => {
+    const go = async () => {
+      const headers: Record<string, string> = { 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' };
+      if (file) headers['content-length'] = String((await fsp.stat(file)).size);
+      const signed = aws4.sign({ host: `127.0.0.1:${port}`, method, path: p, headers, service: 's3', region: 'us-east-1' }, creds);
+      const req = http.request({ host: '127.0.0.1', port, method, path: p, headers: signed.headers as Record<string, string> }, (res) => {
+        const h = createHash('sha256');
+        let bytes = 0;
+        let ttfb = 0;
+        const kept: Buffer[] = [];
+        res.on('data', (c: Buffer) => {
+          if (bytes === 0) ttfb = Number(process.hrtime.bigint() - t0) / 1e9;
+          h.update(c);
+          if (bytes < 1 << 20) kept.push(c);
+          bytes += c.length;
+        });
+        res.on('end', () => resolve({ status: res.statusCode!, sha: h.digest('hex'), bytes, text: Buffer.concat(kept).toString(), ttfb }));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      if (file) createReadStream(file).pipe(req);
+      else req.end();
+    };
+    go().catch(reject);
+  });
+}
+
+export async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
+  const t0 = process.hrtime.bigint();
+  const r = await fn();
+  return [r, Number(process.hrtime.bigint() - t0) / 1e9];
+}
+
+export function table(head: string[], rows: string[][]): void {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) => r.map((c, i) => c.padStart(widths[i])).join('  ');
+  console.log(line(head));
+  for (const r of rows) console.log(line(r));
+}
+
