@@ -61,10 +61,17 @@ export class DecodedCache {
       e = { path: tempPath(this.dir, 'decoded'), size, written: 0, done: false, readers: 0, evicted: false, events: new EventEmitter() };
       e.events.setMaxListeners(0);
       this.lru.set(id, e);
-      this.fill(e, await decode().catch((err) => {
-        this.lru.delete(id);
+      let src: Readable;
+      try {
+        src = await decode();
+      } catch (err) {
+        // Readers that joined meanwhile wait on this entry: wake them.
+        e.error = err as Error;
+        e.events.emit('progress');
+        if (this.lru.peek(id) === e) this.lru.delete(id);
         throw err;
-      }));
+      }
+      this.fill(e, src);
     }
     return this.reader(e, from, to);
   }
