@@ -9,19 +9,15 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
-  type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import http from 'node:http';
-import https from 'node:https';
 import type { Readable } from 'node:stream';
 import { AlreadyExistsError, NotFoundError, S3Error } from '../../errors.js';
 import type { BlobInfo, BucketInfo, ByteRange } from '../backend.js';
 import type { PlainObject, PlainPut, PlainStore } from '../plain.js';
-import { decodeListedKey, type S3BackendOptions } from './s3-backend.js';
+import { decodeListedKey, makeS3Client, type S3BackendOptions } from './s3-backend.js';
 
 // Whole backend buckets addressed by plain keys, with their S3 metadata: the
 // DeltaGlider CLI's layout (src/engine/cli-layout/). Same endpoint and
@@ -44,22 +40,7 @@ export class S3PlainStore implements PlainStore {
   private readonly client: S3Client;
 
   constructor(opts: Omit<S3BackendOptions, 'bucket' | 'prefix'>) {
-    const cfg: S3ClientConfig = {
-      region: opts.region,
-      endpoint: opts.endpoint || undefined,
-      forcePathStyle: opts.forcePathStyle,
-      maxAttempts: opts.maxAttempts ?? 4,
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-      requestHandler: new NodeHttpHandler({
-        connectionTimeout: 10_000,
-        requestTimeout: opts.requestTimeoutMs ?? 120_000,
-        httpAgent: new http.Agent({ keepAlive: true, maxSockets: 64 }),
-        httpsAgent: new https.Agent({ keepAlive: true, maxSockets: 64 }),
-      }),
-    };
-    if (opts.accessKeyId && opts.secretAccessKey) cfg.credentials = { accessKeyId: opts.accessKeyId, secretAccessKey: opts.secretAccessKey };
-    this.client = new S3Client(cfg);
+    this.client = makeS3Client(opts);
   }
 
   close(): void {

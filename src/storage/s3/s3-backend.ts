@@ -59,6 +59,30 @@ export function decodeListedKey(k: string): string {
   return decodeURIComponent(k.replace(/\+/g, ' '));
 }
 
+/**
+ * The client every S3 store of the proxy uses (the native backend and
+ * CLI-layout buckets): bounded retries and timeouts, keep-alive agents, and
+ * plain bodies, since S3 services without aws-chunked support (many) need them.
+ */
+export function makeS3Client(opts: Omit<S3BackendOptions, 'bucket' | 'prefix'>): S3Client {
+  const cfg: S3ClientConfig = {
+    region: opts.region,
+    endpoint: opts.endpoint || undefined,
+    forcePathStyle: opts.forcePathStyle,
+    maxAttempts: opts.maxAttempts ?? 4,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    requestHandler: new NodeHttpHandler({
+      connectionTimeout: 10_000,
+      requestTimeout: opts.requestTimeoutMs ?? 120_000,
+      httpAgent: new http.Agent({ keepAlive: true, maxSockets: 64 }),
+      httpsAgent: new https.Agent({ keepAlive: true, maxSockets: 64 }),
+    }),
+  };
+  if (opts.accessKeyId && opts.secretAccessKey) cfg.credentials = { accessKeyId: opts.accessKeyId, secretAccessKey: opts.secretAccessKey };
+  return new S3Client(cfg);
+}
+
 export class S3Backend implements Backend {
   readonly kind = 's3' as const;
   readonly shared = true;
@@ -69,23 +93,7 @@ export class S3Backend implements Backend {
     private readonly opts: S3BackendOptions,
     private readonly log: Logger,
   ) {
-    const cfg: S3ClientConfig = {
-      region: opts.region,
-      endpoint: opts.endpoint || undefined,
-      forcePathStyle: opts.forcePathStyle,
-      maxAttempts: opts.maxAttempts ?? 4,
-      // S3 services without aws-chunked support (many) need plain bodies.
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-      requestHandler: new NodeHttpHandler({
-        connectionTimeout: 10_000,
-        requestTimeout: opts.requestTimeoutMs ?? 120_000,
-        httpAgent: new http.Agent({ keepAlive: true, maxSockets: 64 }),
-        httpsAgent: new https.Agent({ keepAlive: true, maxSockets: 64 }),
-      }),
-    };
-    if (opts.accessKeyId && opts.secretAccessKey) cfg.credentials = { accessKeyId: opts.accessKeyId, secretAccessKey: opts.secretAccessKey };
-    this.client = new S3Client(cfg);
+    this.client = makeS3Client(opts);
     this.root = opts.prefix && !opts.prefix.endsWith('/') ? `${opts.prefix}/` : opts.prefix;
   }
 
