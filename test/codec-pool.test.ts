@@ -206,3 +206,32 @@ t.test('decode with no spool budget: a slow reader still gets every byte', async
   t.equal(sha(Buffer.concat(chunks)), sha(target));
   t.equal(codec.stats.spoolBytes, 0);
 });
+
+t.test('an upload-time encoder stopped between writes does not stall the upload', async (t) => {
+  // The encoder's stdin closes without an 'error' when it is killed while no
+  // write is pending; the spool must drop it rather than wait for a 'drain'
+  // that never comes (this hung PUTs racing ranged GETs of delta objects).
+  const dir = await tempDir(t);
+  const ref = path.join(dir, 'ref');
+  await fsp.writeFile(ref, randomBytes(MIB));
+  const codec = new Codec({ binary: 'xdelta3', level: 1, secondary: 'default', maxWindow: 64 * MIB, pool: { maxProcesses: 1 } });
+  const enc = codec.encodeStream(ref, MIB, path.join(dir, 'out'))!;
+  t.ok(enc, 'an encoder started');
+  const { spool } = await import('../src/engine/spool.js');
+  const { Readable } = await import('node:stream');
+  const chunk = randomBytes(256 * 1024);
+  async function* body() {
+    yield chunk.subarray(0, 1000); // small enough to leave nothing pending in the pipe
+    await new Promise((r) => setTimeout(r, 100));
+    enc.kill();
+    await enc.done.catch(() => {});
+    await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 16; i++) yield chunk;
+  }
+  const done = spool(Readable.from(body()), dir, { tee: enc.stdin });
+  const got = await Promise.race([done, new Promise<null>((r) => setTimeout(() => r(null), 10_000).unref())]);
+  t.ok(got, 'the spool finished');
+  t.equal(got?.size, 1000 + 16 * chunk.length, 'with every byte');
+  t.equal(got?.teed, false, 'and knows the encoder did not get them all');
+  await got?.dispose();
+});

@@ -58,9 +58,15 @@ export async function spool(body: Readable, dir: string, opts: SpoolOptions = {}
   let size = 0;
   let tee = opts.tee;
   let teed = false;
-  tee?.on('error', () => {
+  // A tee can also go away without an 'error': an encoder preempted between
+  // writes (./codec-pool.ts) closes its stdin quietly, and a write to a
+  // destroyed stream returns false with neither 'error' nor 'drain' to follow.
+  // So 'close' drops it too, and the wait below ends on any of the three.
+  const drop = () => {
     tee = undefined;
-  });
+  };
+  tee?.on('error', drop);
+  tee?.on('close', drop);
   const hasher = new Transform({
     transform(chunk: Buffer, _enc, cb: TransformCallback) {
       size += chunk.length;
@@ -72,15 +78,18 @@ export async function spool(body: Readable, dir: string, opts: SpoolOptions = {}
       md5.update(chunk);
       blocks.update(chunk);
       for (const [, d] of extra) d.update(chunk);
+      if (tee && (tee as NodeJS.WritableStream & { destroyed?: boolean }).destroyed) tee = undefined;
       if (tee && !tee.write(chunk)) {
         const t = tee;
         const go = () => {
           t.off('drain', go);
           t.off('error', go);
+          t.off('close', go);
           cb(null, chunk);
         };
         t.on('drain', go);
         t.on('error', go);
+        t.on('close', go);
         return;
       }
       cb(null, chunk);

@@ -8,7 +8,9 @@ export const creds = { accessKeyId: DEV_ACCESS_KEY_ID, secretAccessKey: DEV_SECR
 
 /** @aws-sdk/client-s3 with its default checksum settings (aws-chunked PUTs). */
 export function sdk(url: string, over: Partial<ConstructorParameters<typeof S3Client>[0]> = {}): S3Client {
-  return new S3Client({ endpoint: url, region: 'us-east-1', forcePathStyle: true, credentials: creds, ...over });
+  // A socket idle for two minutes fails the request: a server that hangs
+  // fails its test in minutes, not at tap's per-file timeout.
+  return new S3Client({ endpoint: url, region: 'us-east-1', forcePathStyle: true, credentials: creds, requestHandler: { requestTimeout: 120_000 }, ...over });
 }
 
 /** Environment for CLI clients: our key pair, no user config, no pager. */
