@@ -5,18 +5,21 @@ import { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import { tempPath } from './spool.js';
 
-// Decoded delta objects on local disk, for ranged reads.
+// Decoded delta and gzip objects on local disk, for ranged and full reads.
 //
 // xdelta3 decodes from the first byte, so serving a range of a delta object
 // means decoding everything before it. aws-cli, boto3 and rclone download
 // large objects as many parallel ranged GETs: decoding from the start for
-// each would cost O(parts × size). Instead the first ranged read of a version
-// starts one decode into a file here, and every range of that version reads
-// the file as it grows (waiting for the bytes it needs), then from the file
-// while it stays cached. Entries are keyed by the stored form (blob names
-// are never reused, so a key cannot go stale), bounded in bytes on disk
-// (decoded_cache_mb), and removed when evicted and no reader holds them. What
-// is read from here is checked block by block by the caller like any range.
+// each would cost O(parts × size); and a fleet of CI runners fetching the
+// latest release would run one decode per runner. Instead the first read of
+// a version starts one decode into a file here, and every read of that
+// version reads the file as it grows (waiting for the bytes it needs), then
+// from the file while it stays cached. The decode runs at xdelta3's speed,
+// not the first client's, so its codec slot is released early. Entries are
+// keyed by the decoded content (the caller passes SHA-256 and size, so a key
+// cannot go stale), bounded in bytes on disk (decoded_cache_mb), and removed
+// when evicted and no reader holds them. What is read from here is verified
+// by the caller like any read: whole-object SHA-256 or block CRC-32.
 
 interface Entry {
   path: string;
@@ -58,7 +61,9 @@ export class DecodedCache {
   async range(id: string, size: number, decode: () => Promise<Readable>, from: number, to: number): Promise<Readable> {
     let e = this.lru.get(id);
     if (!e || e.error) {
-      e = { path: tempPath(this.dir, 'decoded'), size, written: 0, done: false, readers: 0, evicted: false, events: new EventEmitter() };
+      // readers: 1 holds the file for this caller until its reader exists,
+      // so an eviction meanwhile cannot remove it under the fill.
+      e = { path: tempPath(this.dir, 'decoded'), size, written: 0, done: false, readers: 1, evicted: false, events: new EventEmitter() };
       e.events.setMaxListeners(0);
       this.lru.set(id, e);
       let src: Readable;
@@ -66,12 +71,14 @@ export class DecodedCache {
         src = await decode();
       } catch (err) {
         // Readers that joined meanwhile wait on this entry: wake them.
+        e.readers--;
         e.error = err as Error;
         e.events.emit('progress');
         if (this.lru.peek(id) === e) this.lru.delete(id);
         throw err;
       }
       this.fill(e, src);
+      e.readers--;
     }
     return this.reader(e, from, to);
   }
@@ -90,6 +97,11 @@ export class DecodedCache {
     };
     src.on('error', fail);
     out.on('error', fail);
+    // Evicted while still being written, and no one reading: the file goes
+    // once the fill lets go of it.
+    out.on('close', () => {
+      if (e.evicted && e.readers === 0) void fsp.rm(e.path, { force: true });
+    });
     src.on('data', (chunk: Buffer) => {
       if (!out.write(chunk)) src.pause();
     });
@@ -170,6 +182,11 @@ export class DecodedCache {
       },
     });
     return stream;
+  }
+
+  /** Forgets a decode (one that failed verification); readers holding it finish first. */
+  drop(id: string): void {
+    this.lru.delete(id);
   }
 
   clear(): void {

@@ -271,12 +271,13 @@ export class Engine implements ObjectStore {
   }
 
   /** Streams an object (or an inclusive range of it), verified as it goes (./read.ts). */
-  async openObject(bucket: string, meta: ObjectMeta, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
+  async openObject(bucket: string, meta: ObjectMeta, range?: ByteRange, signal?: AbortSignal, opts: { stored?: boolean } = {}): Promise<Readable> {
     if (this.cli?.has(bucket)) return this.cli.open(bucket, meta, range, signal);
-    const key = this.small.keyOf(bucket, meta);
+    const key = opts.stored ? null : this.small.keyOf(bucket, meta);
     const hit = key ? this.small.get(key, range) : null;
     if (hit) return hit;
-    const body = await openStored({ backend: this.backend, refs: this.refs, codec: this.codec, decoded: this.decoded, gzip: this.gzip }, bucket, meta, range, signal);
+    const decoded = opts.stored ? undefined : this.decoded;
+    const body = await openStored({ backend: this.backend, refs: this.refs, codec: this.codec, decoded, gzip: this.gzip }, bucket, meta, range, signal);
     return key && !range ? this.small.capture(key, body) : body;
   }
 

@@ -57,24 +57,31 @@ export async function openStored(deps: ReadDeps, bucket: string, meta: ObjectMet
   const form = readableForm(meta, !!deps.gzip);
   const what = `${bucket}/${meta.key}`;
   const full = !range || (range.start === 0 && range.end === meta.size - 1);
+  // A delta or gzip form is served from the shared decode of its content
+  // (./decoded-cache.ts) when it fits: one decode for all the parallel ranges
+  // a download client sends, and for the many full GETs of the latest
+  // release a fleet of CI runners makes. Keyed by content (SHA-256 and
+  // size), so a format 1 blob name written again can never serve stale bytes.
+  const decoded = form.kind !== 'direct' && deps.decoded?.fits(meta.size) ? deps.decoded : undefined;
+  const cacheId = `${bucket}\0${meta.sha256}\0${meta.size}`;
+  const open = (from: number, to: number) =>
+    decoded
+      ? decoded.range(cacheId, meta.size, () => openForm(deps, bucket, form, undefined, undefined, what), from, to)
+      : openForm(deps, bucket, form, from === 0 && to === meta.size - 1 ? undefined : { start: from, end: to }, signal, what);
+  let out: Transform;
   if (full || !meta.blocks) {
     // Whole-object SHA-256; a range is cut out of the verified stream.
-    const src = await openForm(deps, bucket, form, undefined, signal, what);
-    return pipeInto(src, new VerifyingStream({ sha256: meta.sha256, size: meta.size, start: range?.start, end: range?.end, what }));
+    out = pipeInto(await open(0, meta.size - 1), new VerifyingStream({ sha256: meta.sha256, size: meta.size, start: range?.start, end: range?.end, what }));
+  } else {
+    const bs = meta.blocks.size ?? BLOCK_SIZE;
+    const span = blockSpan(range.start, range.end, meta.size, bs);
+    const digests = await digestsOf(deps, bucket, meta, span.first, Math.floor(span.to / bs));
+    if (!digests) throw new IntegrityError(`${what}: block digests missing`);
+    out = pipeInto(await open(span.from, span.to), new BlockVerifier({ digests, firstBlock: span.first, blockSize: bs, from: span.from, start: range.start, end: range.end, size: meta.size, what }));
   }
-  const bs = meta.blocks.size ?? BLOCK_SIZE;
-  const span = blockSpan(range.start, range.end, meta.size, bs);
-  const digests = await digestsOf(deps, bucket, meta, span.first, Math.floor(span.to / bs));
-  if (!digests) throw new IntegrityError(`${what}: block digests missing`);
-  // A range of a delta or gzip form: from the shared decode of this version
-  // (one decode for all the parallel ranges a download client sends), else
-  // decoded here from the start.
-  const src =
-    form.kind !== 'direct' && deps.decoded?.fits(meta.size)
-      ? await deps.decoded.range(`${bucket}\0${form.blob}`, meta.size, () => openForm(deps, bucket, form, undefined, undefined, what), span.from, span.to)
-      : await openForm(deps, bucket, form, { start: span.from, end: span.to }, signal, what);
-  const verifier = new BlockVerifier({ digests, firstBlock: span.first, blockSize: bs, from: span.from, start: range.start, end: range.end, size: meta.size, what });
-  return pipeInto(src, verifier);
+  // A decode that fails verification is not kept for the next reader.
+  if (decoded) out.once('error', (err) => err instanceof IntegrityError && decoded.drop(cacheId));
+  return out;
 }
 
 /**

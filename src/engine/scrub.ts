@@ -110,7 +110,8 @@ async function checkObject(deps: ScrubDeps, bucket: string, key: string, refs: M
   const blocks = meta.blocks ? new BlockHasher(meta.blocks.size) : null;
   let bytes = 0;
   try {
-    const body = await deps.store.openObject(bucket, meta);
+    // Past the caches: a good decoded copy must not hide a damaged blob.
+    const body = await deps.store.openObject(bucket, meta, undefined, undefined, { stored: true });
     for await (const chunk of body as AsyncIterable<Buffer>) {
       bytes += chunk.length;
       blocks?.update(chunk);

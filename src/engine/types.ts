@@ -81,6 +81,7 @@ export interface ObjectStore {
   headBucket(bucket: string): Promise<BucketInfo>;
   headObject(bucket: string, key: string): Promise<ObjectMeta>;
   putObject(input: PutInput): Promise<ObjectMeta>;
-  openObject(bucket: string, meta: ObjectMeta, range?: ByteRange, signal?: AbortSignal): Promise<Readable>;
+  /** `stored`: read the stored blobs, past every cache (scrub checks what is stored). */
+  openObject(bucket: string, meta: ObjectMeta, range?: ByteRange, signal?: AbortSignal, opts?: { stored?: boolean }): Promise<Readable>;
   spool(body: Readable, opts?: SpoolOptions): Promise<Spooled>;
 }
