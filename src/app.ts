@@ -103,6 +103,7 @@ export function engineOptions(config: Config, base = os.tmpdir()): EngineOptions
     orphanAgeMs: config.gcOrphanAgeMinutes * 60_000,
     sweepIntervalMs: config.gcSweepHours * 3600_000,
     decodedCacheBytes: config.decodedCacheMb * 1024 * 1024,
+    compaction: { mode: config.compaction, backlog: config.compactionBacklog },
     cliLayout: cliLayoutOptions(config),
   };
 }

@@ -55,6 +55,10 @@ export interface Config {
   gcOrphanAgeMinutes: number;
   gcSweepHours: number;
   decodedCacheMb: number;
+  /** Delta encoding on the PUT (inline) or after it (background, src/engine/compaction.ts). */
+  compaction: 'inline' | 'background';
+  /** Objects waiting for background compaction beyond which PUTs encode inline. */
+  compactionBacklog: number;
   /** [auth] sigv2: accept AWS Signature Version 2 (HMAC-SHA1) from legacy clients. */
   authSigv2: boolean;
   /** xdelta3 processes at a time; 0 = CPU count. */
@@ -215,6 +219,8 @@ export const SETTINGS = [
   setting('gcOrphanAgeMinutes', 'gc_orphan_age_minutes', num(1, 7 * 24 * 60), 60),
   setting('gcSweepHours', 'gc_sweep_hours', num(0, 24 * 365), 24),
   setting('decodedCacheMb', 'decoded_cache_mb', num(0, 1 << 30, true), 1024),
+  setting('compaction', 'compaction', oneOf('inline', 'background') as Parser<Config['compaction']>, 'inline'),
+  setting('compactionBacklog', 'compaction_backlog', num(0, 1 << 20, true), 256),
   { ...setting('authSigv2', 'auth.sigv2', bool, true), env: 'DELTAGLIDER_PROXY_AUTH_SIGV2' },
 ] as const;
 

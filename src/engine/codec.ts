@@ -128,13 +128,26 @@ export class Codec {
     return { stdin: child.stdin!, done, kill: () => void child.kill() };
   }
 
-  /** Encodes `target` against `ref` into the file `out`. */
-  async encode(ref: string, refSize: number, target: string, out: string, signal?: AbortSignal): Promise<void> {
+  /** The most xdelta3 processes run at once. */
+  get maxProcesses(): number {
+    return this.pool.opts.maxProcesses;
+  }
+
+  /** Encodes `target` against `ref` into the file `out`; `nice`: at the lowest CPU priority (background work). */
+  async encode(ref: string, refSize: number, target: string, out: string, signal?: AbortSignal, opts: { nice?: boolean } = {}): Promise<void> {
     const args = [...this.encodeArgs(ref, refSize), target, out];
     // Waits for a slot; BusyError when the queue is full.
     const slot = await this.pool.acquire(this.charge('encode', refSize), signal);
     try {
-      await execa(this.opts.binary, args, { cancelSignal: signal, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe' });
+      const child = execa(this.opts.binary, args, { cancelSignal: signal, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe' });
+      if (opts.nice && child.pid) {
+        try {
+          os.setPriority(child.pid, 19);
+        } catch {
+          // Not permitted here (some containers): it then runs at normal priority.
+        }
+      }
+      await child;
     } catch (err) {
       throw new XdeltaError(`xdelta3 encode failed: ${(err as Error).message}`, err);
     } finally {

@@ -4,9 +4,11 @@ import type { Readable } from 'node:stream';
 import { AlreadyExistsError, NotEmptyError, NotFoundError, S3Error } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { Backend, BucketInfo, ByteRange } from '../storage/backend.js';
+import { hostname } from 'node:os';
 import { Codec } from './codec.js';
+import { Compactor } from './compaction.js';
 import { copyObject, type CopyInput } from './copy.js';
-import { checkBucketName, checkKey, deltaspaceOf, isBucketName, keyOfMetaBlob } from './keys.js';
+import { checkBucketName, checkKey, deltaspaceOf, isBucketName, keyOfMetaBlob, newBlobId } from './keys.js';
 import { KeyedRwLock } from './locks.js';
 import { Lister, type ListInput, type ListResult } from './list.js';
 import type { ObjectMeta } from './meta.js';
@@ -43,6 +45,8 @@ export class Engine implements ObjectStore {
   readonly gc: Collector;
   /** Per-bucket usage figures (./usage-tracker.ts): told of every commit and delete. */
   readonly usage: UsageTracker;
+  /** Background delta encoding (./compaction.ts); idle with `compaction = "inline"`. */
+  readonly compactor: Compactor;
   private readonly cache: ReferenceCache;
   private readonly decoded: DecodedCache;
   private readonly refs: References;
@@ -75,7 +79,10 @@ export class Engine implements ObjectStore {
     this.refs = new References(backend, this.cache, opts.toolVersion, log, this.gc);
     this.usage = new UsageTracker(backend, log);
     this.gzip = new GzipKind({ backend, refs: this.refs, codec: this.codec, tmpDir: opts.tmpDir, maxDeltaRatio: opts.maxDeltaRatio, log }, { ...GZIP_DEFAULTS, ...opts.gzip });
-    this.objects = new Objects({ backend, refs: this.refs, codec: this.codec, router: this.router, gc: this.gc, gzip: this.gzip, opts, log, usage: (b, before, after) => this.usage.record(b, before, after) });
+    const usage = (b: string, before: Parameters<UsageTracker['record']>[1], after: Parameters<UsageTracker['record']>[2]) => this.usage.record(b, before, after);
+    this.compactor = new Compactor(opts.compaction ?? { mode: 'inline', backlog: 0 }, { backend, codec: this.codec, refs: this.refs, gc: this.gc, tmpDir: opts.tmpDir, owner: `${hostname()}:${process.pid}:${newBlobId()}`, log, usage });
+    this.objects = new Objects({ backend, refs: this.refs, codec: this.codec, router: this.router, gc: this.gc, gzip: this.gzip, compactor: this.compactor, opts, log, usage });
+    this.compactor.objects = this.objects;
     this.gc.onDeltaRemoved = (bucket, space) => this.objects.collectReference(bucket, space);
     this.multipart = new Multipart(backend, this, log);
     this.lister = new Lister(backend, (b) => this.headBucket(b), (b, k) => this.findObject(b, k));
@@ -100,6 +107,8 @@ export class Engine implements ObjectStore {
     await sweepUploads();
     this.timers.push(setInterval(sweepUploads, Math.min(3600_000, this.opts.multipartMaxAgeMs)).unref());
     await this.usage.start();
+    // Compaction work recorded in the backend (before a restart, or by other instances).
+    this.compactor.start();
     // Crash leftovers: a background sweep soon after start-up, then periodically.
     const every = this.opts.sweepIntervalMs ?? 24 * 3600_000;
     if (every > 0) {
@@ -110,6 +119,7 @@ export class Engine implements ObjectStore {
 
   async close(): Promise<void> {
     for (const t of this.timers) clearTimeout(t);
+    await this.compactor.stop();
     this.gc.stop();
     this.cache.clear();
     this.decoded.clear();
@@ -283,7 +293,8 @@ export class Engine implements ObjectStore {
 
   /** See ./pre-encode.ts. */
   prepareDelta(bucket: string, key: string, size: number | undefined): Promise<PreEncode | null> {
-    if (this.cli?.has(bucket)) return Promise.resolve(null);
+    // Left to the compactor: no encoder during the upload.
+    if (this.cli?.has(bucket) || this.compactor.accepts()) return Promise.resolve(null);
     return prepareDelta({ codec: this.codec, refs: this.refs, router: this.router, opts: this.opts }, bucket, key, size);
   }
 

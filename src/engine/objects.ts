@@ -4,6 +4,7 @@ import type { Logger } from '../log.js';
 import type { Backend } from '../storage/backend.js';
 import { INLINE_BLOCKS, BLOCK_SIZE } from './blocks.js';
 import type { Codec } from './codec.js';
+import type { Compactor } from './compaction.js';
 import type { GzipKind } from './gzip-form.js';
 import { format1Sidecar, newestFormat1, readFormat1, removeFormat1, type Format1Version } from './format1.js';
 import { namesOf, type Collector } from './gc.js';
@@ -44,6 +45,8 @@ export interface ObjectsDeps {
   gc: Collector;
   /** The gzip stored form, tried before a plain delta for gzip uploads. */
   gzip?: GzipKind;
+  /** Background compaction (./compaction.ts), when configured. */
+  compactor?: Compactor;
   opts: EngineOptions;
   log: Logger;
 }
@@ -53,8 +56,8 @@ type Written = { form: StoredForm; ref?: ReferenceVersion };
 const isConflict = (err: unknown) => err instanceof PreconditionError || err instanceof AlreadyExistsError;
 
 export class Objects {
-  /** Reference use (read) against reference collection (write), per deltaspace. */
-  private readonly spaceLocks = new KeyedRwLock();
+  /** Reference use (read) against reference collection (write), per deltaspace (also ./compaction.ts). */
+  readonly spaceLocks = new KeyedRwLock();
 
   constructor(private readonly d: ObjectsDeps) {}
 
@@ -84,7 +87,10 @@ export class Objects {
     const { bucket, key, body } = input;
     const space = deltaspaceOf(key);
     const eligible = body.size > 0 && body.size <= this.d.opts.maxDeltaObjectSize && this.d.router.isDeltaEligible(key) && this.d.opts.writeFormat !== 1;
-    const releaseSpace = eligible ? await this.spaceLocks.read(`${bucket}\0${space}`) : undefined;
+    // Background compaction: acknowledged once durable as a direct blob,
+    // encoded later (./compaction.ts); inline again when its backlog is full.
+    const background = eligible && !!this.d.compactor?.accepts();
+    const releaseSpace = eligible && !background ? await this.spaceLocks.read(`${bucket}\0${space}`) : undefined;
     let collect = false;
     try {
       for (let attempt = 1; ; attempt++) {
@@ -93,7 +99,7 @@ export class Objects {
         if (this.d.opts.writeFormat === 1) return await this.putFormat1(input, cur);
         const id = newBlobId();
         let w: Written | null = null;
-        if (eligible) {
+        if (eligible && !background) {
           const r = await this.storeDelta(bucket, key, space, body, id, attempt === 1 ? input.pre : undefined);
           w = r.written;
           // A reference seeded by an upload that then went direct serves no one.
@@ -103,6 +109,10 @@ export class Objects {
         const blocks = await this.storeBlocks(bucket, key, id, body.blocks);
         const ours = [w.form.blob as string, ...(blocks.blob ? [blocks.blob] : [])];
         let meta = this.describe(input, [w.form], blocks);
+        if (background) {
+          meta.pending = { compact: id };
+          await this.d.compactor!.mark(bucket, key, id);
+        }
         let etag: string;
         try {
           etag = await this.d.backend.putBytes(bucket, objectSidecar(key), encodeMeta(meta), cur.v2 ? { ifMatch: cur.v2.etag } : { ifNoneMatch: true });
@@ -133,6 +143,7 @@ export class Objects {
         collect ||= this.retireReplaced(bucket, key, cur);
         for (const v of cur.v1all) await removeFormat1(this.d.backend, bucket, key, v, (n) => this.d.gc.retire(bucket, n));
         this.d.usage?.(bucket, usageOf(cur), objectUsage(meta));
+        if (background) this.d.compactor!.enqueue(bucket, key);
         return meta;
       }
     } finally {
@@ -197,15 +208,19 @@ export class Objects {
     return { ...base, blob, blob_etag: etag };
   }
 
-  /** Stores a delta when it is worth it (max_delta_ratio); `written` null means "store direct". */
-  private async storeDelta(bucket: string, key: string, space: string, body: Spooled, id: string, pre?: PreEncode): Promise<{ written: Written | null; seeded: boolean }> {
+  /**
+   * Stores a delta when it is worth it (max_delta_ratio); `written` null
+   * means "store direct". `background`: a compaction (./compaction.ts), whose
+   * encoder runs at the lowest CPU priority.
+   */
+  async storeDelta(bucket: string, key: string, space: string, body: Spooled, id: string, pre?: PreEncode, run: { signal?: AbortSignal; background?: boolean } = {}): Promise<{ written: Written | null; seeded: boolean }> {
     const { ref, created: seeded } = await this.d.refs.ensure(bucket, space, body, key);
     if (seeded) this.d.usage?.(bucket, null, referenceUsage(ref));
     // Only an encoder that saw every byte of this very body can stand for it.
     if (!seeded && this.d.gzip) {
       // A gzip upload whose decompressed bytes reproduce: a delta of those (./gzip-form.ts).
       const refRef = { blob: ref.blob, sha256: ref.sha256, size: ref.size, ...(ref.blob_etag ? { etag: ref.blob_etag } : {}) };
-      const form = await this.d.gzip.store(bucket, key, body, refRef, id).catch((err: unknown) => {
+      const form = await this.d.gzip.store(bucket, key, body, refRef, id, run.signal).catch((err: unknown) => {
         this.d.log.warn({ bucket, key, err }, 'gzip form failed; trying a plain delta');
         return null;
       });
@@ -221,7 +236,7 @@ export class Objects {
         handle = await this.d.refs.open(bucket, ref);
         out = tempPath(this.d.opts.tmpDir, 'delta');
         try {
-          await this.d.codec.encode(handle.path, handle.size, body.path, out);
+          await this.d.codec.encode(handle.path, handle.size, body.path, out, run.signal, { nice: run.background });
         } catch (err) {
           // The codec pool is full: the body has arrived already, so keep it
           // as a direct object rather than answer SlowDown after the upload.

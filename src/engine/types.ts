@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { BucketInfo, ByteRange } from '../storage/backend.js';
 import type { CodecOptions } from './codec.js';
+import type { CompactionOptions } from './compaction.js';
 import type { ObjectMeta } from './meta.js';
 import type { SpoolOptions, Spooled } from './spool.js';
 import type { CliLayoutOptions } from './cli-layout/layout.js';
@@ -34,6 +35,8 @@ export interface EngineOptions {
   decodedCacheBytes?: number;
   /** The gzip stored form (./gzip-form.ts); defaults in GZIP_DEFAULTS. */
   gzip?: Partial<GzipOptions>;
+  /** Inline or background delta encoding (./compaction.ts); inline when absent. */
+  compaction?: CompactionOptions;
   /** Proxy buckets kept in the DeltaGlider CLI's layout (config backend.cli_buckets). */
   cliLayout?: CliLayoutOptions;
 }

@@ -82,6 +82,9 @@ export class Metrics {
     gauge('deltaglider_codec_running', 'xdelta3 processes running', () => codec()?.running);
     gauge('deltaglider_codec_queue_length', 'Codec jobs waiting for a slot', () => codec()?.queued);
     gauge('deltaglider_codec_memory_bytes', 'Memory charged to running xdelta3 processes (source windows)', () => codec()?.memoryBytes);
+    gauge('deltaglider_compaction_backlog', 'Objects stored direct that wait for background compaction (compaction = "background")', () => engine.compactor.stats.backlog);
+    mirroredCounter(this.registry, 'deltaglider_compactions_total', 'Objects compacted to a delta in the background', () => engine.compactor.stats.compacted);
+    mirroredCounter(this.registry, 'deltaglider_compaction_failures_total', 'Background compactions that failed (retried at the next scan)', () => engine.compactor.stats.failed);
     mirroredCounter(this.registry, 'deltaglider_reference_cache_hits_total', 'Reference uses served from the local cache', () => engine.referenceCacheStats.hits);
     mirroredCounter(this.registry, 'deltaglider_reference_cache_misses_total', 'Reference uses that fetched the reference', () => engine.referenceCacheStats.misses);
 
