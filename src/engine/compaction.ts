@@ -76,6 +76,11 @@ export interface CompactorDeps {
   owner: string;
   log: Logger;
   usage?: (bucket: string, before: Usage | null, after: Usage | null) => void;
+  /**
+   * Holds the bucket against DeleteBucket (the engine's bucket lock, as a
+   * PUT does) and returns its release, or null when the bucket is gone.
+   */
+  holdBucket: (bucket: string) => Promise<(() => void) | null>;
 }
 
 export interface CompactionStats {
@@ -203,7 +208,13 @@ export class Compactor {
       if (err instanceof PreconditionError || err instanceof AlreadyExistsError) return 'leased';
       throw err;
     }
-    const outcome = await this.compact(bucket, key, marker.id);
+    const release = await this.d.holdBucket(bucket);
+    let outcome: Outcome = 'stale';
+    try {
+      if (release) outcome = await this.compact(bucket, key, marker.id);
+    } finally {
+      release?.();
+    }
     // Conditional: a newer PUT of the key may have written its own marker.
     await backend.delete(COMPACT, name, { ifMatch: etag }).catch(() => {});
     return outcome;
@@ -255,6 +266,13 @@ export class Compactor {
         gc.retire(bucket, made);
         collect = true;
         return 'kept';
+      }
+      if (backend.shared && !(await backend.headBucket(bucket))) {
+        // DeleteBucket through another instance meanwhile: take the swap
+        // back rather than leave blobs in a bucket that is gone (as a PUT does).
+        await backend.delete(bucket, objectSidecar(key)).catch(() => {});
+        for (const n of made) await backend.delete(bucket, n).catch(() => {});
+        return 'stale';
       }
       gc.retire(bucket, [first.blob as string]);
       this.d.usage?.(bucket, objectUsage(meta), objectUsage(next));

@@ -80,7 +80,14 @@ export class Engine implements ObjectStore {
     this.usage = new UsageTracker(backend, log);
     this.gzip = new GzipKind({ backend, refs: this.refs, codec: this.codec, tmpDir: opts.tmpDir, maxDeltaRatio: opts.maxDeltaRatio, log }, { ...GZIP_DEFAULTS, ...opts.gzip });
     const usage = (b: string, before: Parameters<UsageTracker['record']>[1], after: Parameters<UsageTracker['record']>[2]) => this.usage.record(b, before, after);
-    this.compactor = new Compactor(opts.compaction ?? { mode: 'inline', backlog: 0 }, { backend, codec: this.codec, refs: this.refs, gc: this.gc, tmpDir: opts.tmpDir, owner: `${hostname()}:${process.pid}:${newBlobId()}`, log, usage });
+    this.compactor = new Compactor(opts.compaction ?? { mode: 'inline', backlog: 0 }, { backend, codec: this.codec, refs: this.refs, gc: this.gc, tmpDir: opts.tmpDir, owner: `${hostname()}:${process.pid}:${newBlobId()}`, log, usage,
+      holdBucket: async (bucket) => {
+        const release = await this.bucketLocks.read(bucket);
+        if (await this.backend.headBucket(bucket)) return release;
+        release();
+        return null;
+      },
+    });
     this.objects = new Objects({ backend, refs: this.refs, codec: this.codec, router: this.router, gc: this.gc, gzip: this.gzip, compactor: this.compactor, opts, log, usage });
     this.compactor.objects = this.objects;
     this.gc.onDeltaRemoved = (bucket, space) => this.objects.collectReference(bucket, space);
