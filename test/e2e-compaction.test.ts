@@ -126,11 +126,16 @@ t.test('the work survives a restart; a dead instance\'s lease expires', async (t
   const s3b = sdk(b.url, { maxAttempts: 1 });
   t.teardown(() => s3b.destroy());
   // Found from the backend at start-up (one scan a second after it).
-  await waitFor('the unleased objects', async () => (await markers(b)).length === 1);
-  t.equal(b.app.engine.compactor.stats.compacted, versions.length - 1, 'the others were compacted');
-  await new Promise((r) => setTimeout(r, 3000));
-  await b.app.engine.compactor.scan();
-  await waitFor('the expired lease', async () => (await markers(b)).length === 0);
+  if (b.app.engine.backend.shared) {
+    // Another instance may still be working on the leased one: left alone until the lease expires.
+    await waitFor('the unleased objects', async () => (await markers(b)).length === 1);
+    t.equal(b.app.engine.compactor.stats.compacted, versions.length - 1, 'the others were compacted, the leased one left alone');
+    await new Promise((r) => setTimeout(r, 3000));
+    await b.app.engine.compactor.scan();
+  }
+  // On the filesystem only one instance uses the data dir: a foreign lease is a dead one, taken at once.
+  await waitFor('every object', async () => (await markers(b)).length === 0);
+  t.equal(b.app.engine.compactor.stats.compacted, versions.length, 'all compacted by the new instance');
   for (const [i, v] of versions.entries()) {
     t.equal(await kindOf(b, 'restart', `r/v${i}.zip`), 'delta', `r/v${i}.zip compacted`);
     t.ok((await body(s3b, 'restart', `r/v${i}.zip`)).bytes.equals(v), `r/v${i}.zip exact`);

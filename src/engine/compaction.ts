@@ -33,7 +33,8 @@ import { objectUsage, type Usage } from './usage.js';
 // Every instance lists the markers at start-up and every `scanMs`. An
 // instance takes a marker by writing a lease into it with If-Match, so with
 // several instances on one backend each object is compacted once; a lease
-// whose holder died expires after `leaseMs`. A marker whose object was
+// whose holder died expires after `leaseMs` (at once on a backend that only
+// one instance uses). A marker whose object was
 // overwritten or deleted since is stale and removed. The sidecar swap is
 // conditional too, so a compaction racing an overwrite loses, never the
 // overwrite.
@@ -199,7 +200,9 @@ export class Compactor {
       return 'stale';
     }
     const now = Date.now();
-    if (marker.lease && marker.lease.owner !== this.d.owner && marker.lease.until > now) return 'leased';
+    // A backend no other instance uses (the filesystem: one instance per data
+    // dir, by its lock) can only hold leases of instances that are gone.
+    if (backend.shared && marker.lease && marker.lease.owner !== this.d.owner && marker.lease.until > now) return 'leased';
     let etag: string;
     try {
       const leased: Marker = { ...marker, lease: { owner: this.d.owner, until: now + (this.opts.leaseMs ?? 600_000) } };

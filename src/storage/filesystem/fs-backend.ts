@@ -344,8 +344,9 @@ export class FilesystemBackend implements Backend {
     for (const ent of entries) {
       const p = path.join(dir, ent.name);
       if (ent.isDirectory()) {
-        // Internal dirs hold no %%tmp- files, except the multipart uploads'.
-        if (depth === 0 && ent.name.startsWith('.') && ent.name !== '.uploads') continue;
+        // Internal dirs hold no %%tmp- files, except the pseudo-buckets of
+        // multipart uploads and compaction work.
+        if (depth === 0 && ent.name.startsWith('.') && ent.name !== '.uploads' && ent.name !== '.compact') continue;
         await this.removeStaleTemps(p, depth + 1);
       } else if (ent.name.startsWith(`${INTERNAL_PREFIX}tmp-`)) {
         await fsp.rm(p, { force: true });
