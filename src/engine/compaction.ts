@@ -3,7 +3,7 @@ import { createWriteStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AlreadyExistsError, PreconditionError } from '../errors.js';
+import { AlreadyExistsError, BusyError, PreconditionError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Backend } from '../storage/backend.js';
 import type { Codec } from './codec.js';
@@ -167,6 +167,7 @@ export class Compactor {
       } catch (err) {
         if (this.ac.signal.aborted) break;
         // The marker stays: the next scan tries again.
+        if (err instanceof BusyError) continue;
         this.counts.failed++;
         this.d.log.warn({ bucket: job.bucket, key: job.key, err }, 'compaction failed');
       } finally {
@@ -243,6 +244,8 @@ export class Compactor {
       body = await this.localCopy(bucket, meta, first.blob as string);
       const r = await objects.storeDelta(bucket, key, space, body, newBlobId(), undefined, { signal: this.ac.signal, background: true });
       collect = r.seeded && !r.written;
+      // The codec pool was full after all: the object stays pending.
+      if (r.busy) throw new BusyError('codec queue full', 1);
       if (!r.written) {
         // Not worth a delta: stays direct, no longer pending.
         await backend.putBytes(bucket, objectSidecar(key), encodeMeta(settled(meta)), { ifMatch: cur.etag }).catch((err) => {

@@ -1,10 +1,10 @@
 import * as fsp from 'node:fs/promises';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { AlreadyExistsError, NotEmptyError, NotFoundError, S3Error } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { Backend, BucketInfo, ByteRange } from '../storage/backend.js';
-import { hostname } from 'node:os';
 import { Codec } from './codec.js';
 import { Compactor } from './compaction.js';
 import { copyObject, type CopyInput } from './copy.js';

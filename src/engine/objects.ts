@@ -213,7 +213,7 @@ export class Objects {
    * means "store direct". `background`: a compaction (./compaction.ts), whose
    * encoder runs at the lowest CPU priority.
    */
-  async storeDelta(bucket: string, key: string, space: string, body: Spooled, id: string, pre?: PreEncode, run: { signal?: AbortSignal; background?: boolean } = {}): Promise<{ written: Written | null; seeded: boolean }> {
+  async storeDelta(bucket: string, key: string, space: string, body: Spooled, id: string, pre?: PreEncode, run: { signal?: AbortSignal; background?: boolean } = {}): Promise<{ written: Written | null; seeded: boolean; busy?: boolean }> {
     const { ref, created: seeded } = await this.d.refs.ensure(bucket, space, body, key);
     if (seeded) this.d.usage?.(bucket, null, referenceUsage(ref));
     // Only an encoder that saw every byte of this very body can stand for it.
@@ -242,7 +242,7 @@ export class Objects {
           // as a direct object rather than answer SlowDown after the upload.
           if (!(err instanceof BusyError)) throw err;
           this.d.log.warn({ bucket, key }, 'codec pool full: stored direct');
-          return { written: null, seeded };
+          return { written: null, seeded, busy: true };
         }
       }
       const { size } = await fsp.stat(out);
