@@ -131,8 +131,9 @@ t.test('decode: a slow reader does not hold the process; the spool file goes wit
 });
 
 t.test('HTTP: a full queue answers 503 SlowDown with Retry-After', async (t) => {
-  // One process, no queue, no spool: a reader that reads nothing keeps the process.
-  const p = await startProxy(t, { codecMaxProcesses: 1, codecQueueLength: 0, codecSpoolMb: 0, sendIdleTimeoutSecs: 30 });
+  // One process, no queue, no spool, no decoded cache (which would decode at
+  // xdelta3's speed whatever the reader): a reader that reads nothing keeps the process.
+  const p = await startProxy(t, { codecMaxProcesses: 1, codecQueueLength: 0, codecSpoolMb: 0, decodedCacheMb: 0, sendIdleTimeoutSecs: 30 });
   const s3 = sdk(p.url, { maxAttempts: 1 });
   t.teardown(() => s3.destroy());
   await s3.send(new CreateBucketCommand({ Bucket: 'pool' }));

@@ -26,7 +26,8 @@ export async function runMigrate(config: Config, targets: string[], json: boolea
   if (!map.has(src.bucket)) throw new ConfigError(`s3://${src.bucket} is not in backend.cli_buckets`);
   if (dst.bucket !== src.bucket && map.has(dst.bucket!)) throw new ConfigError(`s3://${dst.bucket} is in backend.cli_buckets; the destination must be a bucket in the native format`);
   const scratch = await fsp.mkdtemp(path.join(os.tmpdir(), 'deltaglider-migrate-'));
-  const opts = { ...engineOptions(config), tmpDir: path.join(scratch, 'spool'), cacheDir: path.join(scratch, 'cache') };
+  // Everything under the scratch dir: spool, caches and the codec's decode spool.
+  const opts = engineOptions(config, scratch);
   for (const d of [opts.tmpDir, path.join(opts.cacheDir, 'cli-layout')]) await fsp.mkdir(d, { recursive: true });
   const from = new Engine(createBackend(config, silentLogger), opts, silentLogger);
   // The destination engine has no CLI mapping: it always writes the native format.

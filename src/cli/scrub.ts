@@ -24,8 +24,8 @@ export async function runScrub(config: Config, target: string | undefined, json:
   // Scratch space of its own: never a serving instance's spool or cache.
   const scratch = await fsp.mkdtemp(path.join(os.tmpdir(), 'deltaglider-scrub-'));
   const backend = createBackend(config, silentLogger);
-  const engine = new Engine(backend, { ...engineOptions(config), tmpDir: path.join(scratch, 'spool'), cacheDir: path.join(scratch, 'cache') }, silentLogger);
-  await fsp.mkdir(path.join(scratch, 'cache'), { recursive: true });
+  const engine = new Engine(backend, engineOptions(config, scratch), silentLogger);
+  for (const d of ['cache', 'spool']) await fsp.mkdir(path.join(scratch, d), { recursive: true });
   let last = 0;
   let report: ScrubReport;
   try {

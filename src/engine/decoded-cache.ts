@@ -34,6 +34,8 @@ interface Entry {
 
 export class DecodedCache {
   private readonly lru: LRUCache<string, Entry>;
+  /** Made on first use: engines built without init() (the migrate command) read through here too. */
+  private made?: Promise<unknown>;
 
   constructor(
     private readonly dir: string,
@@ -60,6 +62,10 @@ export class DecodedCache {
    */
   async range(id: string, size: number, decode: () => Promise<Readable>, from: number, to: number): Promise<Readable> {
     let e = this.lru.get(id);
+    if (!e || e.error) {
+      await (this.made ??= fsp.mkdir(this.dir, { recursive: true }));
+      e = this.lru.get(id);
+    }
     if (!e || e.error) {
       // readers: 1 holds the file for this caller until its reader exists,
       // so an eviction meanwhile cannot remove it under the fill.
