@@ -187,7 +187,9 @@ t.test('three aws s3 sync runs (10 parallel requests each) on one xdelta3 proces
   }
   const stats = p.app.engine.codec.stats;
   t.equal(stats.refused, 0, 'no request was refused');
-  t.ok(stats.runs >= 3 * 33, `${stats.runs} xdelta3 runs, one at a time`);
+  // An encode per upload (33 deltas, 3 seeds) and a decode per version: the
+  // three downloads of a version share one (the decoded cache).
+  t.ok(stats.runs >= 2 * 33, `${stats.runs} xdelta3 runs, one at a time`);
 });
 
 t.test('decode with no spool budget: a slow reader still gets every byte', async (t) => {
