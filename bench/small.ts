@@ -26,7 +26,7 @@ async function wrk(url: string, method: string, dir: string): Promise<{ rps: num
   await fsp.writeFile(script, `wrk.method = "${method}"\n`);
   const r = await execa('wrk', ['-t', '2', '-c', '16', '-d', `${SECONDS}s`, '--latency', '-s', script, url], { reject: false });
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(r.stdout)?.[1] ?? NaN);
-  const p50 = /50%\s+(\S+)/.exec(r.stdout)?.[1] ?? '?';
+  const p50 = /^\s*50%\s+(\S+)/m.exec(r.stdout)?.[1] ?? '?';
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(r.stdout);
   if (non2xx) throw new Error(`wrk: ${non2xx[1]} error responses from ${url}`);
   return { rps, p50 };

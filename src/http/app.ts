@@ -21,7 +21,19 @@ declare module 'fastify' {
   }
 }
 
-const newRequestId = () => randomBytes(8).toString('hex').toUpperCase();
+// x-amz-request-id: 16 random hex digits (random, not a counter, which would
+// tell clients how busy the proxy is). Drawn from a pool filled 512 at a
+// time: one randomBytes call per request was 5 % of the CPU of a 4 KiB GET.
+let idPool = Buffer.alloc(0);
+let idAt = 0;
+const newRequestId = () => {
+  if (idAt + 8 > idPool.length) {
+    idPool = randomBytes(4096);
+    idAt = 0;
+  }
+  idAt += 8;
+  return idPool.toString('hex', idAt - 8, idAt).toUpperCase();
+};
 
 interface Target {
   bucket: string;
