@@ -108,29 +108,26 @@ export class DecodedCache {
     out.on('close', () => {
       if (e.evicted && e.readers === 0) void fsp.rm(e.path, { force: true });
     });
+    // Progress counts bytes that reached the file (each write's callback,
+    // in order), so a reader never reads past what is written, and wakes as
+    // soon as there is something new for it.
     src.on('data', (chunk: Buffer) => {
-      if (!out.write(chunk)) src.pause();
+      const wrote = (err?: Error | null) => {
+        if (err || e.error) return;
+        e.written += chunk.length;
+        e.events.emit('progress');
+      };
+      if (!out.write(chunk, wrote)) src.pause();
     });
     out.on('drain', () => src.resume());
-    // Progress counts bytes that reached the file (bytesWritten), so a
-    // reader never reads past what is written.
     src.on('end', () => {
       out.end(() => {
         if (e.error) return;
-        e.written = out.bytesWritten;
         if (e.written !== e.size) return fail(new Error(`decoded ${e.written} bytes, expected ${e.size}`));
         e.done = true;
         e.events.emit('progress');
       });
     });
-    const tick = setInterval(() => {
-      if (out.bytesWritten > e.written) {
-        e.written = out.bytesWritten;
-        e.events.emit('progress');
-      }
-      if (e.done || e.error) clearInterval(tick);
-    }, 5);
-    tick.unref();
   }
 
   private reader(e: Entry, from: number, to: number): Readable {
@@ -166,8 +163,10 @@ export class DecodedCache {
               stream.push(null);
               return;
             }
-            const len = Math.min(want, to - pos + 1, 1 << 20);
-            await waitFor(pos + len);
+            // Whatever is there once anything is: the first byte goes out as
+            // soon as the decoder has made it, not after a whole chunk.
+            await waitFor(pos + 1);
+            const len = Math.min(want, to - pos + 1, 1 << 20, Math.max(1, e.written - pos));
             fh ??= await fsp.open(e.path, 'r');
             const buf = Buffer.allocUnsafe(len);
             const { bytesRead } = await fh.read(buf, 0, len, pos);
