@@ -9,7 +9,7 @@ import { compaction } from './compaction.js';
 import { soak } from './soak.js';
 import { listing } from './listing.js';
 import { small } from './small.js';
-import { peakRss, request, startProxy, table, timed } from './util.js';
+import { dirBytes, fmt, peakRss, request, startProxy, table, timed } from './util.js';
 
 // npm run bench: the saving and the speed of the proxy, beside bare xdelta3 on
 // the same files, as ratios measured in this one run (absolute MB/s depend on
@@ -32,17 +32,6 @@ const LIST_KEYS = Number(process.env.BENCH_LIST_KEYS ?? 100_000);
 const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',')) : null;
 const runs = (name: string) => !ONLY || ONLY.has(name);
 const MB = 1024 * 1024;
-const fmt = (n: number, d = 1) => n.toFixed(d);
-
-async function dirBytes(dir: string): Promise<number> {
-  let n = 0;
-  for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) n += await dirBytes(p);
-    else if (!e.name.startsWith('%%')) n += (await fsp.stat(p)).size;
-  }
-  return n;
-}
 
 async function fileSha(file: string): Promise<string> {
   const h = createHash('sha256');

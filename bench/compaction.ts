@@ -3,7 +3,7 @@ import { createWriteStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import path from 'node:path';
 import { release } from './corpus.js';
-import { fmt, peakRss, request, startProxy, table, timed } from './util.js';
+import { dirBytes, fmt, peakRss, request, startProxy, table, timed } from './util.js';
 
 // Background compaction against inline encoding (issue 11), in one run: the
 // same delta-eligible PUTs under `compaction = "inline"` and "background",
@@ -17,16 +17,6 @@ import { fmt, peakRss, request, startProxy, table, timed } from './util.js';
 const MB = 1024 * 1024;
 const LARGE = Number(process.env.BENCH_COMPACT_MB ?? 100) * MB;
 const JARS = Number(process.env.BENCH_COMPACT_JARS ?? 5);
-
-async function dirBytes(dir: string): Promise<number> {
-  let n = 0;
-  for (const e of await fsp.readdir(dir, { withFileTypes: true }).catch(() => [])) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) n += await dirBytes(p);
-    else if (!e.name.startsWith('%%')) n += (await fsp.stat(p)).size;
-  }
-  return n;
-}
 
 async function files(dir: string): Promise<number> {
   let n = 0;

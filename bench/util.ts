@@ -75,6 +75,17 @@ export function request(port: number, method: string, p: string, file?: string):
   });
 }
 
+/** Bytes of the files below `dir` (0 if it is missing), backend temp files (`%%`) aside. */
+export async function dirBytes(dir: string): Promise<number> {
+  let n = 0;
+  for (const e of await fsp.readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) n += await dirBytes(p);
+    else if (!e.name.startsWith('%%')) n += (await fsp.stat(p)).size;
+  }
+  return n;
+}
+
 export async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
   const t0 = process.hrtime.bigint();
   const r = await fn();

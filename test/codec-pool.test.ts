@@ -80,17 +80,23 @@ t.test('pool: upload-time encoders are preempted by queued work', async (t) => {
   next.release();
 });
 
+/** A reference of `size` random bytes, a target with `edit` written into it, and its delta, in `dir`. */
+async function encodedPair(codec: Codec, dir: string, size: number, edit: string) {
+  const ref = randomBytes(size);
+  const target = Buffer.from(ref);
+  target.write(edit, 999);
+  await fsp.writeFile(path.join(dir, 'ref'), ref);
+  await fsp.writeFile(path.join(dir, 'target'), target);
+  await codec.encode(path.join(dir, 'ref'), ref.length, path.join(dir, 'target'), path.join(dir, 'delta'));
+  return { ref, target };
+}
+
 t.test('decode: a slow reader does not hold the process; the spool file goes with the stream', async (t) => {
   const dir = await tempDir(t);
   const spoolDir = path.join(dir, 'spool');
   await fsp.mkdir(spoolDir);
   const codec = new Codec({ binary: 'xdelta3', level: 1, secondary: 'default', maxWindow: 2048 * MIB, pool: { maxProcesses: 1 }, spoolDir });
-  const ref = randomBytes(16 * MIB);
-  const target = Buffer.from(ref);
-  target.write('different', 12345);
-  await fsp.writeFile(path.join(dir, 'ref'), ref);
-  await fsp.writeFile(path.join(dir, 'target'), target);
-  await codec.encode(path.join(dir, 'ref'), ref.length, path.join(dir, 'target'), path.join(dir, 'delta'));
+  const { ref, target } = await encodedPair(codec, dir, 16 * MIB, 'different');
 
   const t0 = Date.now();
   const out = codec.decode(path.join(dir, 'ref'), ref.length, path.join(dir, 'delta'));
@@ -195,12 +201,7 @@ t.test('three aws s3 sync runs (10 parallel requests each) on one xdelta3 proces
 t.test('decode with no spool budget: a slow reader still gets every byte', async (t) => {
   const dir = await tempDir(t);
   const codec = new Codec({ binary: 'xdelta3', level: 1, secondary: 'default', maxWindow: 2048 * MIB, spoolDir: dir, spoolBytes: 0 });
-  const ref = randomBytes(4 * MIB);
-  const target = Buffer.from(ref);
-  target.write('zero budget', 999);
-  await fsp.writeFile(path.join(dir, 'ref'), ref);
-  await fsp.writeFile(path.join(dir, 'target'), target);
-  await codec.encode(path.join(dir, 'ref'), ref.length, path.join(dir, 'target'), path.join(dir, 'delta'));
+  const { ref, target } = await encodedPair(codec, dir, 4 * MIB, 'zero budget');
   const chunks: Buffer[] = [];
   for await (const c of codec.decode(path.join(dir, 'ref'), ref.length, path.join(dir, 'delta'))) {
     chunks.push(c as Buffer);

@@ -164,6 +164,18 @@ t.test('an overwrite or a delete before compaction wins; a full backlog encodes 
   t.notOk(names.some((n) => n.startsWith('o/gone.zip')), `nothing of the deleted key is left (${names.join(', ')})`);
   t.equal(names.filter((n) => n.startsWith('o/k.zip.') && n.endsWith('.bin')).length, 1, 'one blob for the overwritten key');
 
+  // Hostile or damaged work records: unreadable, or naming a key or bucket
+  // that does not exist. Each is removed; nothing is written for it.
+  const backend = proxy.app.engine.backend;
+  await backend.putBytes(COMPACT, 'overwrite/o/junk.zip.json', Buffer.from('{not json'));
+  await backend.putBytes(COMPACT, 'overwrite/o/none.zip.json', Buffer.from(JSON.stringify({ bucket: 'overwrite', key: 'o/none.zip', id: '0123456789abcdef', created: '' })));
+  await backend.putBytes(COMPACT, 'no-such-bucket/k.zip.json', Buffer.from(JSON.stringify({ bucket: 'no-such-bucket', key: 'k.zip', id: '0123456789abcdef', created: '' })));
+  const before = (await blobs(proxy, 'overwrite')).length;
+  await c.scan();
+  await waitFor('the bad records to go', async () => c.stats.backlog === 0 && (await markers(proxy)).length === 0);
+  t.equal((await blobs(proxy, 'overwrite')).length, before, 'bad records removed, nothing written for them');
+  t.equal(c.stats.failed, 0, 'and none counted as a failed compaction');
+
   // Backpressure: with no room in the backlog, a PUT encodes inline.
   c.opts.backlog = 0;
   await s3.send(new PutObjectCommand({ Bucket: 'overwrite', Key: 'o/inline.zip', Body: versions[3] }));

@@ -79,7 +79,7 @@ export class Engine implements ObjectStore {
     this.refs = new References(backend, this.cache, opts.toolVersion, log, this.gc);
     this.usage = new UsageTracker(backend, log);
     this.gzip = new GzipKind({ backend, refs: this.refs, codec: this.codec, tmpDir: opts.tmpDir, maxDeltaRatio: opts.maxDeltaRatio, log }, { ...GZIP_DEFAULTS, ...opts.gzip });
-    const usage = (b: string, before: Parameters<UsageTracker['record']>[1], after: Parameters<UsageTracker['record']>[2]) => this.usage.record(b, before, after);
+    const usage = this.usage.record.bind(this.usage);
     this.compactor = new Compactor(opts.compaction ?? { mode: 'inline', backlog: 0 }, { backend, codec: this.codec, refs: this.refs, gc: this.gc, tmpDir: opts.tmpDir, owner: `${hostname()}:${process.pid}:${newBlobId()}`, log, usage,
       holdBucket: async (bucket) => {
         const release = await this.bucketLocks.read(bucket);
