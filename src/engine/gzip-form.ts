@@ -1,5 +1,6 @@
-import { open, rm, stat } from 'node:fs/promises';
+import { access, open, rm, stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
+import { NotFoundError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Backend } from '../storage/backend.js';
 import type { Codec } from './codec.js';
@@ -8,6 +9,7 @@ import { GiveUp, inflateGzipFile } from './gzip/members.js';
 import { GzipFormatError } from './gzip/reader.js';
 import { objectBlob } from './keys.js';
 import type { ReferenceRef, StoredForm } from './meta.js';
+import type { RefHandle } from './refcache.js';
 import type { References } from './references.js';
 import { tempPath, type Spooled } from './spool.js';
 import { IntegrityError } from './verify.js';
@@ -133,10 +135,12 @@ export class GzipKind {
       onGiveUp: (reason) => this.d.log.debug?.({ bucket, key, reason }, 'gzip form not used'),
     });
     if (!analysis) return null;
-    const handle = await this.d.refs.open(bucket, ref, signal);
+    let handle: RefHandle | undefined;
     let inflated: Awaited<ReturnType<typeof inflateToTemp>> = null;
     const out = tempPath(this.d.tmpDir, 'gzdelta');
     try {
+      // Inside the try: the decompressed upload (analysis.rawFile) goes whatever fails.
+      handle = await this.d.refs.open(bucket, ref, signal);
       inflated = (await firstBytes(handle.path, 3)).equals(Buffer.from([0x1f, 0x8b, 8]))
         ? await inflateToTemp(this.d.tmpDir, handle.path, handle.size, this.opts.maxInflated)
         : null;
@@ -157,7 +161,7 @@ export class GzipKind {
         recipe: analysis.recipe,
       };
     } finally {
-      handle.release();
+      handle?.release();
       await rm(out, { force: true });
       await rm(analysis.rawFile, { force: true });
       if (inflated) await rm(inflated.path, { force: true });
@@ -180,7 +184,15 @@ export class GzipKind {
         }
       }
       const src = inflated ?? { path: handle.path, size: handle.size };
-      const delta = this.d.backend.localPath?.(bucket, form.blob) ?? (await this.d.backend.getStream(bucket, form.blob, { signal })).body;
+      // As for a plain delta (./read.ts): a blob gone before the first byte
+      // is NotFoundError, so the caller resolves the key again.
+      const local = this.d.backend.localPath?.(bucket, form.blob);
+      if (local) {
+        await access(local).catch(() => {
+          throw new NotFoundError(form.blob);
+        });
+      }
+      const delta = local ?? (await this.d.backend.getStream(bucket, form.blob, { signal })).body;
       const raw = this.d.codec.decode(src.path, src.size, delta, signal);
       const gz = rebuildGzip(raw, form.recipe);
       gz.once('close', () => void cleanup());

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { analyzeGzip, type DeflateParams } from '../gzip/index.js';
-import { crc32 } from '../gzip/crc32.js';
+import { crc32 } from 'node:zlib';
 import { newRawDeflate } from '../gzip/recipe.js';
 import { tempPath } from '../spool.js';
 

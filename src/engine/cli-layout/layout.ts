@@ -9,7 +9,7 @@ import type { Codec } from '../codec.js';
 import { deltaspaceOf, spacePrefix } from '../keys.js';
 import type { ListInput, ListResult } from '../list.js';
 import { KeyedRwLock } from '../locks.js';
-import type { ObjectMeta } from '../meta.js';
+import { UnsupportedFormatError, type ObjectMeta } from '../meta.js';
 import { ReferenceCache } from '../refcache.js';
 import type { FileRouter } from '../router.js';
 import type { EngineOptions, PutInput } from '../types.js';
@@ -137,7 +137,12 @@ export class CliLayout {
   }
 
   async put(input: PutInput): Promise<ObjectMeta> {
-    const current = await this.find(input.bucket, input.key).catch(() => null);
+    // An unreadable current object is overwritten like a missing one; a
+    // backend failure is not (If-None-Match must not overwrite on a 503).
+    const current = await this.find(input.bucket, input.key).catch((err) => {
+      if (err instanceof UnsupportedFormatError) return null;
+      throw err;
+    });
     const space = `${input.bucket}\0${deltaspaceOf(input.key)}`;
     const useSpace = async <T>(fn: () => Promise<T>): Promise<T> => {
       const release = await this.spaceLocks.read(space);

@@ -1,6 +1,6 @@
 import { S3Error } from '../../errors.js';
 import type { PlainObject } from '../../storage/plain.js';
-import type { ObjectMeta } from '../meta.js';
+import { UnsupportedFormatError, type ObjectMeta } from '../meta.js';
 
 // The DeltaGlider CLI's layout (docs/storage-format.md, "DeltaGlider CLI
 // layout"): a user key K is stored either under K itself (direct) or as
@@ -91,7 +91,8 @@ export function describe(key: string, o: PlainObject, kind: 'direct' | 'delta', 
   const sha256 = field(m, 'file_sha256') ?? '';
   const size = kind === 'delta' ? Number(field(m, 'file_size')) : o.size;
   if (kind === 'delta' && (!sha256 || !Number.isSafeInteger(size) || !field(m, 'ref_sha256'))) {
-    throw new Error(`${bucket}/${o.key}: delta without dg-file-sha256, dg-file-size or dg-ref-sha256 metadata`);
+    // 501 with the reason (GET and HEAD say why), never a 500.
+    throw new UnsupportedFormatError(`${bucket}/${o.key}: delta without dg-file-sha256, dg-file-size or dg-ref-sha256 metadata`);
   }
   const md5 = m[`${PROXY_META}md5`] ?? (kind === 'direct' && /^[0-9a-f]{32}$/.test(o.etag) ? o.etag : '');
   // Direct objects keep S3's own ETag (an MD5, or a multipart form for plain objects).

@@ -3,7 +3,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { Inflate } from 'pako';
-import { crc32 } from './crc32.js';
+import { crc32 } from 'node:zlib';
 import { ChunkReader, GzipFormatError } from './reader.js';
 
 /** Names and comments longer than this are not what release tarballs carry. */

@@ -104,7 +104,6 @@ export function candidateParams(xfl: number, previous?: DeflateParams): DeflateP
   }
   const hinted = xfl === 2 ? [9] : xfl === 4 ? [1] : [6];
   const levels = [...hinted, ...[9, 6, 1, 5, 4, 3, 2, 7, 8].filter((l) => !hinted.includes(l))];
-  for (const l of [...hinted, 9, 6]) add(l, 8);
   for (const l of levels) add(l, 8);
   for (const l of levels) add(l, 9);
   for (const m of [7, 6, 5, 4, 3, 2, 1]) for (const l of levels) add(l, m);

@@ -7,7 +7,7 @@
 // would not rebuild: the engine must refuse the gzip kind.
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { crc32 as crc32Of } from './crc32.js';
+import { crc32 as crc32Of } from 'node:zlib';
 import { GZIP_IMPL_VERSION, installedImplVersion, newRawDeflate, type DeflateParams } from './recipe.js';
 import { rebuildGzip } from './rebuild.js';
 
