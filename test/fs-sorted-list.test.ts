@@ -80,5 +80,14 @@ t.test('a cached directory is read again when it changes', async (t) => {
   t.same(await names(), ['d/1.meta', 'd/2.meta', 'd/3.meta'], 'a write is seen at once; suffixes filter');
   await b.delete('bkt', 'd/1.meta');
   t.same(await names(), ['d/2.meta', 'd/3.meta'], 'a delete too');
+
+  // A change that sets the mtime back (utimes, rsync -t, a restore) is seen
+  // too: the cache checks the inode's ctime, which nothing can set back.
+  await fsp.utimes(dir, old, old);
+  await new Promise((r) => setTimeout(r, 2600)); // past the racy window: the next read is kept
+  t.same(await names(), ['d/2.meta', 'd/3.meta'], 'read and kept');
+  await fsp.writeFile(path.join(dir, encodeName('d/4.meta').at(-1)!), 'x');
+  await fsp.utimes(dir, old, old);
+  t.same(await names(), ['d/2.meta', 'd/3.meta', 'd/4.meta'], 'a change behind an unchanged mtime is seen');
   await b.close();
 });

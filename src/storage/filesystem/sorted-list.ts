@@ -1,6 +1,7 @@
 import * as fsp from 'node:fs/promises';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
+import type { SortedListOptions } from '../backend.js';
 import { INTERNAL_PREFIX, decodeComponents, encodePrefixDir } from './names.js';
 
 // Listing blob names in ascending UTF-8 byte order (Backend.listSorted) on
@@ -40,7 +41,12 @@ export function compareNames(a: string, b: string): number {
 }
 
 interface SortedDir {
-  mtimeNs: bigint;
+  /**
+   * Inode, mtime and ctime when read: a cached read is used only while all
+   * three match. mtime alone can be set back (utimes, rsync -t, a restore)
+   * or repeat for a directory replaced by another; ctime cannot be set.
+   */
+  stamp: string;
   /** Decoded name relative to the directory: a file's name, `seg/` for a directory, the piece for a continuation. */
   rel: string[];
   /** The entry's name on disk, where it differs from `rel`. */
@@ -52,14 +58,6 @@ export interface SortedEntry {
   name: string;
   /** Absolute path of the file. */
   file: string;
-}
-
-export interface SortedListOptions {
-  prefix: string;
-  startAfter?: string;
-  /** Only files whose name ends in one of these (a hint that saves memory and stats). */
-  suffixes?: string[];
-  signal?: AbortSignal;
 }
 
 export class SortedLister {
@@ -86,8 +84,9 @@ export class SortedLister {
       if (['ENOENT', 'ENOTDIR'].includes((err as NodeJS.ErrnoException).code ?? '')) return null;
       throw err;
     }
+    const stamp = `${st.ino}:${st.mtimeNs}:${st.ctimeNs}`;
     const hit = this.dirs.get(id);
-    if (hit && hit.mtimeNs === st.mtimeNs) return hit;
+    if (hit && hit.stamp === stamp) return hit;
     const started = Date.now();
     const items: { rel: string; disk?: string; dir: boolean }[] = [];
     let handle;
@@ -114,10 +113,11 @@ export class SortedLister {
     }
     // Without surrogates UTF-16 order is code point order, and the built-in comparison is much faster.
     items.sort(wide ? (a, b) => compareNames(a.rel, b.rel) : (a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
-    const sorted: SortedDir = { mtimeNs: st.mtimeNs, rel: items.map((x) => x.rel), disk: items.map((x) => x.disk), isDir: Uint8Array.from(items, (x) => (x.dir ? 1 : 0)) };
+    const sorted: SortedDir = { stamp, rel: items.map((x) => x.rel), disk: items.map((x) => x.disk), isDir: Uint8Array.from(items, (x) => (x.dir ? 1 : 0)) };
     // A directory changed in the last instants may change again within its
     // mtime's granularity: such a listing is used once, not kept.
-    if (Number(st.mtimeNs / 1_000_000n) < started - RACY_MS) this.dirs.set(id, sorted);
+    const changed = st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs;
+    if (Number(changed / 1_000_000n) < started - RACY_MS) this.dirs.set(id, sorted);
     else this.dirs.delete(id);
     return sorted;
   }
