@@ -63,6 +63,18 @@ t.test('two instances, one backend', { skip: await motoAvailable() }, async (t) 
     }
   });
 
+  await t.test("another instance's delete shows on the next first page", async (t) => {
+    // 'ls/k' sorts after 'ls/k-000'... as a blob ('.' > '-'), so a page of
+    // those makes the listing look 'ls/k' up on its own: that look-up must not
+    // outlive the request on a shared backend.
+    const keys = ['ls/k', ...Array.from({ length: 100 }, (_, i) => `ls/k-${String(i).padStart(3, '0')}`)];
+    for (let i = 0; i < keys.length; i += 10) await Promise.all(keys.slice(i, i + 10).map((k) => cb.send(new PutObjectCommand({ Bucket: 'race', Key: k, Body: 'x' }))));
+    const page = async () => (await ca.send(new ListObjectsV2Command({ Bucket: 'race', Prefix: 'ls/', MaxKeys: 1000 }))).Contents?.map((c) => c.Key) ?? [];
+    t.equal((await page()).length, keys.length, 'all listed through A');
+    await cb.send(new DeleteObjectCommand({ Bucket: 'race', Key: 'ls/k' }));
+    t.notOk((await page()).includes('ls/k'), 'deleted through B, gone from A\'s next listing');
+  });
+
   t.same(await localData(a), [], 'no local data on instance A');
   t.same(await localData(b), [], 'no local data on instance B');
 

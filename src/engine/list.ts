@@ -74,19 +74,31 @@ export class Lister {
     this.sidecars = new SidecarCache(backend);
   }
 
-  /** Sidecar look-ups for the streamed listing, reused like snapshots (same TTL, same invalidation). */
+  /**
+   * Sidecar look-ups for the streamed listing, reused like snapshots (same
+   * TTL, same invalidation) on a backend no other instance writes. On a
+   * shared one they live for one request only: another instance's write
+   * must show on the next first page (SNAPSHOT_TTL_MS above).
+   */
   private readonly lookups = new LRUCache<string, { generation: number; at: number; found: Promise<{ name: string; etag?: string }[]> }>({ max: 10_000 });
 
-  private lookup(bucket: string, key: string): Promise<{ name: string; etag?: string }[]> {
+  private lookup(bucket: string, key: string, memo: Map<string, Promise<{ name: string; etag?: string }[]>>): Promise<{ name: string; etag?: string }[]> {
     const id = `${bucket}\0${key}`;
     const generation = this.generations.get(bucket) ?? 0;
-    const hit = this.lookups.get(id);
+    const hit = this.backend.shared ? undefined : this.lookups.get(id);
     if (hit && hit.generation === generation && Date.now() - hit.at < SNAPSHOT_TTL_MS) return hit.found;
+    const mine = memo.get(id);
+    if (mine) return mine;
     const found = Promise.all([objectSidecar(key), metaBlob(key, 'delta'), metaBlob(key, 'direct')].map((n) => this.backend.head(bucket, n))).then((infos) =>
       infos.filter((i) => i !== null).map((i) => ({ name: i.name, etag: i.etag })),
     );
-    found.catch(() => this.lookups.delete(id));
-    this.lookups.set(id, { generation, at: Date.now(), found });
+    memo.set(id, found);
+    if (!this.backend.shared) {
+      const entry = { generation, at: Date.now(), found };
+      // Only this entry: a newer one under the same id stays.
+      found.catch(() => this.lookups.peek(id) === entry && this.lookups.delete(id));
+      this.lookups.set(id, entry);
+    }
     return found;
   }
 
@@ -101,7 +113,8 @@ export class Lister {
     let keys: ListingSnapshot['keys'];
     let page: Page;
     if (this.backend.listSorted) {
-      ({ keys, page } = await streamPage(this.backend, input, (b, k) => this.lookup(b, k)));
+      const memo = new Map<string, Promise<{ name: string; etag?: string }[]>>();
+      ({ keys, page } = await streamPage(this.backend, input, (b, k) => this.lookup(b, k, memo)));
     } else {
       const id = `${input.bucket}\0${input.prefix}`;
       let snap = input.after !== '' ? this.listings.get(id) : undefined;
