@@ -217,6 +217,21 @@ export class Codec {
     return out;
   }
 
+  /**
+   * A one-off xdelta3 decode with arguments of the caller's (`-d ... -s ref
+   * delta out`), under the pool's limits like every other run: waits for a
+   * slot, BusyError when the queue is full. Resolves with the exit code.
+   */
+  async decodeWith(args: string[], refSize: number, signal?: AbortSignal): Promise<{ exitCode?: number; stderr: string }> {
+    const slot = await this.pool.acquire(this.charge('decode', refSize), signal);
+    try {
+      const r = await execa(this.opts.binary, args, { reject: false, cancelSignal: signal, stdin: 'ignore', stdout: 'ignore', stderr: 'pipe' });
+      return { exitCode: r.exitCode, stderr: String(r.stderr) };
+    } finally {
+      slot.release();
+    }
+  }
+
   /** Checks that the binary runs; returns its version line. */
   static async probe(binary: string): Promise<string> {
     const r = await execa(binary, ['-V'], { reject: false, all: true });

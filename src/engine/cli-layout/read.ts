@@ -1,4 +1,3 @@
-import { execa } from 'execa';
 import { createReadStream, createWriteStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
@@ -116,8 +115,8 @@ async function decodeCompressed(deps: CliReadDeps, bucket: string, meta: ObjectM
   try {
     const { body } = await deps.store.get(bucket, blob, { signal });
     await pipeline(body, createWriteStream(delta));
-    const r = await execa(deps.codec.opts.binary, ['-d', '-f', '-R', '-s', ref.path, delta, raw], { reject: false, cancelSignal: signal, stdin: 'ignore', stderr: 'pipe', stdout: 'ignore' });
-    if (r.exitCode !== 0) throw why(`xdelta3 could not decode it (${String(r.stderr).split('\n').pop()})`);
+    const r = await deps.codec.decodeWith(['-d', '-f', '-R', '-s', ref.path, delta, raw], (await fsp.stat(ref.path)).size, signal);
+    if (r.exitCode !== 0) throw why(`xdelta3 could not decode it (${r.stderr.split('\n').pop()})`);
     if (!comp) return await rename(raw);
     const rebuilt = await rebuildFromRaw(raw, { sha256: meta.sha256, size: meta.size }, deps.tmpDir, signal, ref);
     if (!rebuilt) throw why('no gzip settings tried reproduce the bytes whose SHA-256 the CLI recorded');
