@@ -1,5 +1,4 @@
 import aws4 from 'aws4';
-import { execa, type ResultPromise } from 'execa';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -8,7 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEV_ACCESS_KEY_ID, DEV_SECRET_ACCESS_KEY } from '../src/config/config.js';
+import { creds, startProxy, type Proxy } from './util.js';
 
 // The soak (issue 10): 200 connections on 127.0.0.1 for BENCH_SOAK_SECS
 // (default 120) mixing clients that read slowly or not at all, uploads that
@@ -26,7 +25,6 @@ const SECS = Number(process.env.BENCH_SOAK_SECS ?? 120);
 const CONNS = Number(process.env.BENCH_SOAK_CONNS ?? 200);
 /** Share of slow readers plus stalled uploads (half each); 0 for a baseline of normal traffic alone. */
 const HOSTILE = Number(process.env.BENCH_SOAK_HOSTILE ?? 0.4);
-const creds = { accessKeyId: DEV_ACCESS_KEY_ID, secretAccessKey: DEV_SECRET_ACCESS_KEY };
 const MB = 1024 * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -38,19 +36,9 @@ const ENV = {
   ...(process.env.SOAK_SPOOL_MB ? { DELTAGLIDER_PROXY_CODEC_SPOOL_MB: process.env.SOAK_SPOOL_MB } : {}),
 };
 
-async function start(dataDir: string): Promise<{ port: number; pid: number; child: ResultPromise }> {
-  const main = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'main.js');
-  const child = execa(process.execPath, [...(process.env.SOAK_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.SOAK_PROF] : []), main, '--listen', '127.0.0.1:0', '--data-dir', dataDir], { env: { ...ENV, DELTAGLIDER_PROXY_LOG_LEVEL: 'info', ...(process.env.UVT ? { UV_THREADPOOL_SIZE: process.env.UVT } : {}) }, reject: false, all: true });
-  let out = '';
-  const port = await new Promise<number>((resolve, reject) => {
-    child.all!.on('data', (c: Buffer) => {
-      if (out.length < 100_000) out += c.toString();
-      const m = /listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    void child.then(() => reject(new Error(`proxy exited: ${out}`)));
-  });
-  return { port, pid: child.pid!, child };
+function start(dataDir: string): Promise<Proxy> {
+  const env = { ...ENV, DELTAGLIDER_PROXY_LOG_LEVEL: 'info', ...(process.env.UVT ? { UV_THREADPOOL_SIZE: process.env.UVT } : {}) };
+  return startProxy(dataDir, [], env, process.env.SOAK_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.SOAK_PROF] : []);
 }
 
 function sign(port: number, method: string, p: string, headers: Record<string, string> = {}): Record<string, string> {

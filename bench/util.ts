@@ -20,9 +20,10 @@ export interface Proxy {
   child: ResultPromise;
 }
 
-export async function startProxy(dataDir: string, args: string[] = [], env: Record<string, string> = {}): Promise<Proxy> {
+/** The proxy as its own process on a free port; `nodeArgs` go to node itself (e.g. --cpu-prof). */
+export async function startProxy(dataDir: string, args: string[] = [], env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<Proxy> {
   const main = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'main.js');
-  const child = execa(process.execPath, [main, '--listen', '127.0.0.1:0', '--data-dir', dataDir, ...args], {
+  const child = execa(process.execPath, [...nodeArgs, main, '--listen', '127.0.0.1:0', '--data-dir', dataDir, ...args], {
     env: { DELTAGLIDER_PROXY_LOG_LEVEL: 'info', ...env },
     reject: false,
     all: true,
