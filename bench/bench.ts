@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { release, type CorpusKind } from './corpus.js';
 import { compaction } from './compaction.js';
+import { deltaGet } from './delta-get.js';
 import { soak } from './soak.js';
 import { listing } from './listing.js';
 import { small } from './small.js';
@@ -21,7 +22,7 @@ import { dirBytes, fmt, peakRss, request, startProxy, table, timed } from './uti
 //   BENCH_LARGE_MB (default 2048)  size of the large-object case; 0 skips it
 //   BENCH_SOAK_SECS (default 120)  slow and hostile clients (./soak.ts); 0 skips it
 //   BENCH_LIST_KEYS (default 100000) keys in the listing case (1000000 for the memory goal)
-//   BENCH_ONLY                     comma-separated cases to run: corpus,large,compaction,small,listing,soak
+//   BENCH_ONLY                     comma-separated cases to run: corpus,large,deltaget,compaction,small,listing,soak
 //   BENCH_COMPACT_MB, BENCH_COMPACT_JARS  the compaction case (./compaction.ts)
 //   BENCH_SMALL_SECONDS (default 4) wrk duration per small-object case
 
@@ -175,6 +176,7 @@ async function main() {
   try {
     if (runs('corpus')) await corpus(work);
     if (LARGE_MB > 0 && runs('large')) await large(work);
+    if (runs('deltaget')) await deltaGet(work);
     if (runs('compaction')) await compaction(work);
     if (runs('small')) await small(work);
     if (LIST_KEYS > 0 && runs('listing')) await listing(work, LIST_KEYS);

@@ -70,6 +70,17 @@ t.test('concurrent PUTs of one key leave one whole object', async (t) => {
   t.equal(files.filter((f) => f.endsWith('.meta')).length, 1, `one sidecar (${files.join(', ')})`);
 });
 
+t.test('a delta records how far its windows reach into the reference', async (t) => {
+  const { e } = await engine(t);
+  await put(e, 'w/v1.zip', release('zip', 1, 0.1));
+  const v2 = release('zip', 2, 0.1);
+  const meta = await put(e, 'w/v2.zip', v2);
+  t.equal(meta.kind, 'delta');
+  const form = meta.stored[0] as { max_source_segment?: number; reference: { size: number } };
+  t.ok(Number.isSafeInteger(form.max_source_segment) && form.max_source_segment! > 0 && form.max_source_segment! <= form.reference.size, `max_source_segment ${form.max_source_segment}`);
+  t.equal(sha(await get(e, 'w/v2.zip')), sha(v2), 'read back with the buffer sized from it');
+});
+
 t.test('delta not worth it: stored direct', async (t) => {
   const { e } = await engine(t);
   await put(e, 'r/a.zip', randomBytes(100_000));

@@ -30,7 +30,16 @@ export interface ReferenceRef {
 /** One way to rebuild the object's bytes from blobs. */
 export type StoredForm =
   | { kind: 'direct'; blob: string; size: number; etag: string }
-  | { kind: 'delta'; blob: string; size: number; etag: string; codec: 'xdelta3'; reference: ReferenceRef }
+  | {
+      kind: 'delta';
+      blob: string;
+      size: number;
+      etag: string;
+      codec: 'xdelta3';
+      reference: ReferenceRef;
+      /** The largest source segment of the delta's windows, bytes: how much of the reference one window reads (./vcdiff.ts). */
+      max_source_segment?: number;
+    }
   /** A gzip upload as a delta of its decompressed bytes plus a recipe (./gzip-form.ts). */
   | GzipForm
   /** A kind written by a newer release: kept as read, never used. */

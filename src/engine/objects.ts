@@ -16,6 +16,7 @@ import type { FileRouter } from './router.js';
 import { tempPath, type Spooled } from './spool.js';
 import type { EngineOptions, PreEncode, PutInput } from './types.js';
 import { objectUsage, referenceUsage, versionsUsage, type Usage } from './usage.js';
+import { largestSourceSegment } from './vcdiff.js';
 
 // Writing and removing objects in storage format 2.
 //
@@ -249,7 +250,17 @@ export class Objects {
       if (size / body.size >= this.d.opts.maxDeltaRatio) return { written: null, seeded };
       const blob = objectBlob(key, 'delta', id);
       const etag = await this.d.backend.putFile(bucket, blob, out);
-      const form: StoredForm = { kind: 'delta', blob, size, etag, codec: 'xdelta3', reference: { blob: ref.blob, sha256: ref.sha256, size: ref.size, ...(ref.blob_etag ? { etag: ref.blob_etag } : {}) } };
+      // Recorded so a reader can size xdelta3's source buffer before it has the delta (./vcdiff.ts).
+      const segment = await largestSourceSegment(out);
+      const form: StoredForm = {
+        kind: 'delta',
+        blob,
+        size,
+        etag,
+        codec: 'xdelta3',
+        reference: { blob: ref.blob, sha256: ref.sha256, size: ref.size, ...(ref.blob_etag ? { etag: ref.blob_etag } : {}) },
+        ...(segment === null ? {} : { max_source_segment: segment }),
+      };
       return { written: { form, ref }, seeded };
     } finally {
       handle?.release();

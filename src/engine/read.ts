@@ -8,6 +8,7 @@ import type { DecodedCache } from './decoded-cache.js';
 import { isGzipForm, type GzipForm, type GzipKind } from './gzip-form.js';
 import { UnsupportedFormatError, type ObjectMeta, type StoredForm } from './meta.js';
 import type { References } from './references.js';
+import { largestSourceSegment } from './vcdiff.js';
 import { IntegrityError, VerifyingStream } from './verify.js';
 
 // Reading objects back. A read uses exactly the blobs its sidecar names (one
@@ -108,16 +109,21 @@ async function openForm(deps: ReadDeps, bucket: string, form: DirectForm | Delta
   try {
     const local = backend.localPath?.(bucket, form.blob);
     let delta: string | Readable;
+    // How far one window of the delta reaches into the reference: recorded
+    // at write time, or read from the delta's headers; unknown for an older
+    // delta streamed from a remote backend (then the whole reference).
+    let segment = form.max_source_segment;
     if (local) {
       // Opened by xdelta3 right away; a replaced blob outlives its grace period.
       await fsp.access(local).catch(() => {
         throw new NotFoundError(form.blob);
       });
       delta = local;
+      segment ??= (await largestSourceSegment(local)) ?? undefined;
     } else {
       delta = (await backend.getStream(bucket, form.blob, { signal })).body;
     }
-    let out = codec.decode(handle.path, handle.size, delta, signal);
+    let out = codec.decode(handle.path, handle.size, delta, signal, segment);
     out.once('close', () => handle.release());
     if (span && span.start > 0) out = pipeInto(out, new Skip(span.start));
     return out;
