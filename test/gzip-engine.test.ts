@@ -69,8 +69,9 @@ t.test('successive .tgz releases: gzip form, small, byte-exact whole and ranged'
     t.ok((await get(e, `rel/v${i + 1}.tgz`, range)).equals(b.subarray(range.start, range.end + 1)), `v${i + 1} ranged`);
   }
   // The sidecar carries the recipe and the reference it needs (docs/storage-format.md).
-  const form = (await e.headObject('bkt', 'rel/v2.tgz')).stored[0] as { recipe?: { impl: { name: string } }; reference?: { inflate: boolean } };
+  const form = (await e.headObject('bkt', 'rel/v2.tgz')).stored[0] as { recipe?: { impl: { name: string } }; reference?: { inflate: boolean }; max_source_segment?: number };
   t.equal(form.recipe?.impl.name, 'pako');
+  t.ok(Number.isSafeInteger(form.max_source_segment), 'records how far the delta reaches into the reference');
   t.equal(form.reference?.inflate, true, 'decoded against the reference decompressed');
   // Deleting everything collects the reference: the gzip form's delta blob counts as a delta.
   for (const i of [1, 2, 3]) await e.deleteObject('bkt', `rel/v${i}.tgz`);

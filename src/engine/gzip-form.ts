@@ -12,6 +12,7 @@ import type { ReferenceRef, StoredForm } from './meta.js';
 import type { RefHandle } from './refcache.js';
 import type { References } from './references.js';
 import { tempPath, type Spooled } from './spool.js';
+import { largestSourceSegment } from './vcdiff.js';
 import { IntegrityError } from './verify.js';
 
 // The `gzip` stored form (issue 13; docs/storage-format.md, "gzip" and the stored
@@ -32,6 +33,8 @@ export interface GzipForm {
   /** The decompressed bytes the delta decodes to. */
   raw: { size: number; sha256: string };
   recipe: GzipRecipe;
+  /** As for a plain delta (./meta.ts): the largest source segment of the delta's windows. */
+  max_source_segment?: number;
 }
 
 export interface GzipOptions {
@@ -150,6 +153,7 @@ export class GzipKind {
       if (size / body.size >= this.d.maxDeltaRatio) return null;
       const blob = objectBlob(key, 'delta', id);
       const etag = await this.d.backend.putFile(bucket, blob, out);
+      const segment = await largestSourceSegment(out);
       return {
         kind: 'gzip',
         blob,
@@ -159,6 +163,7 @@ export class GzipKind {
         reference: { ...ref, inflate: !!inflated, ...(inflated ? { raw_size: inflated.size, raw_sha256: inflated.sha256 } : {}) },
         raw: { size: analysis.rawSize, sha256: analysis.rawSha256 },
         recipe: analysis.recipe,
+        ...(segment === null ? {} : { max_source_segment: segment }),
       };
     } finally {
       handle?.release();
@@ -193,7 +198,8 @@ export class GzipKind {
         });
       }
       const delta = local ?? (await this.d.backend.getStream(bucket, form.blob, { signal })).body;
-      const raw = this.d.codec.decode(src.path, src.size, delta, signal);
+      const segment = form.max_source_segment ?? (local ? ((await largestSourceSegment(local)) ?? undefined) : undefined);
+      const raw = this.d.codec.decode(src.path, src.size, delta, signal, segment);
       const gz = rebuildGzip(raw, form.recipe);
       gz.once('close', () => void cleanup());
       return gz;
