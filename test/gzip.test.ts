@@ -94,7 +94,8 @@ t.test('GNU gzip and pigz are not zlib-reproducible: null, decided from block si
     const r = await analyzeGzip(file, opts(dir, { onGiveUp: (w: string) => { why = w; } }));
     t.equal(r, null, `${cmd} ${args[0]}: stored plainly`);
     t.match(why, /not written by zlib|no deflate parameters/, `${cmd} ${args[0]}: ${why}`);
-    t.ok(Date.now() - start < 5000, `${cmd} ${args[0]}: gave up in ${Date.now() - start} ms`);
+    // The reason above is the behaviour; the bound only catches a search that ran on (generous: CI machines are loaded).
+    t.ok(Date.now() - start < 15_000, `${cmd} ${args[0]}: gave up in ${Date.now() - start} ms`);
   }
   t.same(readdirSync(dir).filter((f) => f.startsWith('gzip-raw-')), [], 'no raw temp files left behind');
 });
@@ -155,7 +156,8 @@ t.test('a stream only rare parameters reproduce stays within the time budget', a
   let why = '';
   t.equal(await analyzeGzip(file, opts(dir, { budgetMs: 400, onGiveUp: (w: string) => { why = w; } })), null);
   t.match(why, /budget/);
-  t.ok(Date.now() - start < 2500, `gave up after ${Date.now() - start} ms with a 400 ms budget`);
+  // `why` says the budget stopped it; the bound only catches a budget not kept at all (the full search takes minutes).
+  t.ok(Date.now() - start < 10_000, `gave up after ${Date.now() - start} ms with a 400 ms budget`);
   // Given the time, the same stream is found.
   const recipe = await roundTrip(t, dir, 'rare2.gz', rare, { budgetMs: 60_000 });
   t.match(recipe?.members[0].params, { windowBits: 10 }, 'found (levels 7-9 can coincide)');
