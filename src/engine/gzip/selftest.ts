@@ -76,8 +76,19 @@ export function sha256(b: Uint8Array): string {
   return createHash('sha256').update(b).digest('hex');
 }
 
+/**
+ * The self-test's result, once per process: it depends only on the deflate
+ * module loaded, and costs about half a second of CPU (every Engine, and so
+ * every test file's app, ran it again).
+ */
+let once: Promise<{ ok: boolean; reason?: string }> | undefined;
+
 /** ok=false with the reason when pako's output drifted from what recipes assume. */
-export async function gzipSelfTest(): Promise<{ ok: boolean; reason?: string }> {
+export function gzipSelfTest(): Promise<{ ok: boolean; reason?: string }> {
+  return (once ??= runSelfTest());
+}
+
+async function runSelfTest(): Promise<{ ok: boolean; reason?: string }> {
   try {
     const installed = installedImplVersion();
     if (installed !== GZIP_IMPL_VERSION) {
