@@ -104,6 +104,7 @@ export function engineOptions(config: Config, base = os.tmpdir()): EngineOptions
     sweepIntervalMs: config.gcSweepHours * 3600_000,
     decodedCacheBytes: config.decodedCacheMb * 1024 * 1024,
     compaction: { mode: config.compaction, backlog: config.compactionBacklog },
+    gzip: { enabled: config.gzipForm },
     cliLayout: cliLayoutOptions(config),
   };
 }

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { ConfigError, SETTINGS, loadConfig } from '../src/config/config.js';
+import { engineOptions } from '../src/app.js';
 
 const run = (src: Parameters<typeof loadConfig>[0]) => {
   const r = loadConfig({ toml: '', ...src });
@@ -21,6 +22,10 @@ t.test('defaults', async (t) => {
   t.equal(run({ toml: '[backend]\ns3_bucket = "b"\ns3_prefix = "p/"' }).s3Prefix, 'p/');
   t.throws(() => run({ toml: '[backend]\nbucket = "b"' }), { message: /unknown key backend.bucket/ });
   t.throws(() => run({ env: { DELTAGLIDER_PROXY_S3_FORCE_PATH_STYLE: 'maybe' } }), { message: /true or false/ });
+  // The gzip form's switch reaches the engine.
+  t.equal(c.gzipForm, true);
+  t.same(engineOptions(run({ toml: 'gzip_form = false' })).gzip, { enabled: false });
+  t.same(engineOptions(run({ env: { DELTAGLIDER_PROXY_GZIP_FORM: 'false' } })).gzip, { enabled: false });
 });
 
 t.test('precedence: defaults < TOML < env < flags', async (t) => {

@@ -59,6 +59,8 @@ export interface Config {
   compaction: 'inline' | 'background';
   /** Objects waiting for background compaction beyond which PUTs encode inline. */
   compactionBacklog: number;
+  /** Write the gzip stored form (src/engine/gzip-form.ts); reading it never depends on this. */
+  gzipForm: boolean;
   /** [auth] sigv2: accept AWS Signature Version 2 (HMAC-SHA1) from legacy clients. */
   authSigv2: boolean;
   /** xdelta3 processes at a time; 0 = CPU count. */
@@ -221,6 +223,7 @@ export const SETTINGS = [
   setting('decodedCacheMb', 'decoded_cache_mb', num(0, 1 << 30, true), 1024),
   setting('compaction', 'compaction', oneOf('inline', 'background') as Parser<Config['compaction']>, 'inline'),
   setting('compactionBacklog', 'compaction_backlog', num(0, 1 << 20, true), 256),
+  setting('gzipForm', 'gzip_form', bool, true),
   { ...setting('authSigv2', 'auth.sigv2', bool, true), env: 'DELTAGLIDER_PROXY_AUTH_SIGV2' },
 ] as const;
 
