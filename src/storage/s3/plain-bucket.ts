@@ -145,8 +145,13 @@ export class S3PlainStore implements PlainStore {
       ...Object.fromEntries(Object.entries(opts.headers ?? {}).flatMap(([h, v]) => (h in HEADER_FIELDS ? [[HEADER_FIELDS[h as keyof typeof HEADER_FIELDS], v]] : []))),
     };
     try {
-      if (size > 64 * MIB && !opts.ifNoneMatch) {
-        const up = new Upload({ client: this.client, params: { ...params, Body: createReadStream(file) }, partSize: Math.max(16 * MIB, Math.ceil(size / 9000)), queueSize: 4 });
+      // As in ../s3/s3-backend.ts: a create-only write goes as one PUT up to
+      // S3's 5 GiB single-PUT limit; above it the condition travels on
+      // CompleteMultipartUpload (If-None-Match, CompleteMultipartUpload API
+      // reference), which lib-storage passes its params on to.
+      if (size > 64 * MIB && (!opts.ifNoneMatch || size > 5 * 1024 * MIB)) {
+        const cond = opts.ifNoneMatch ? { IfNoneMatch: '*' } : {};
+        const up = new Upload({ client: this.client, params: { ...params, ...cond, Body: createReadStream(file) }, partSize: Math.max(16 * MIB, Math.ceil(size / 9000)), queueSize: 4 });
         if (opts.signal) opts.signal.addEventListener('abort', () => void up.abort(), { once: true });
         const r = await up.done();
         return ((r as { ETag?: string }).ETag ?? '').replace(/^"|"$/g, '');
