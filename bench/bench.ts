@@ -1,6 +1,5 @@
 import { execa } from 'execa';
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,7 +9,7 @@ import { deltaGet } from './delta-get.js';
 import { soak } from './soak.js';
 import { listing } from './listing.js';
 import { small } from './small.js';
-import { dirBytes, fmt, peakRss, request, startProxy, table, timed } from './util.js';
+import { dirBytes, fileSha, fmt, peakRss, request, startProxy, table, timed, writeRandom } from './util.js';
 
 // npm run bench: the saving and the speed of the proxy, beside bare xdelta3 on
 // the same files, as ratios measured in this one run (absolute MB/s depend on
@@ -34,11 +33,6 @@ const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(','))
 const runs = (name: string) => !ONLY || ONLY.has(name);
 const MB = 1024 * 1024;
 
-async function fileSha(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const c of createReadStream(file)) h.update(c as Buffer);
-  return h.digest('hex');
-}
 
 /** Bare xdelta3 with the proxy's flags and with the original CLI's (-9, default window). */
 async function bareXdelta(ref: string, target: string, work: string) {
@@ -114,13 +108,6 @@ async function corpus(work: string) {
   await proxy.child;
 }
 
-async function writeRandom(file: string, size: number): Promise<void> {
-  const out = createWriteStream(file);
-  for (let left = size; left > 0; left -= 16 * MB) {
-    if (!out.write(randomBytes(Math.min(16 * MB, left)))) await new Promise<void>((r) => out.once('drain', () => r()));
-  }
-  await new Promise<void>((r) => out.end(() => r()));
-}
 
 async function large(work: string) {
   const size = LARGE_MB * MB;

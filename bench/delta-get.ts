@@ -1,11 +1,10 @@
 import { execa } from 'execa';
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Codec } from '../src/engine/codec.js';
 import { largestSourceSegment } from '../src/engine/vcdiff.js';
-import { fmt, peakRss, request, startProxy, table, timed } from './util.js';
+import { fileSha, fmt, peakRss, request, startProxy, table, timed, writeRandom } from './util.js';
 
 // First GETs of 100 MiB delta objects (issue goals: time to first byte p50
 // < 50 ms with a warm reference; time ≤ 1.2× bare `xdelta3 -d` + SHA-256 of
@@ -21,14 +20,6 @@ import { fmt, peakRss, request, startProxy, table, timed } from './util.js';
 const MB = 1024 * 1024;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-async function writeRandom(file: string, size: number): Promise<void> {
-  const out = createWriteStream(file);
-  for (let left = size; left > 0; left -= 4 * MB) {
-    if (!out.write(randomBytes(Math.min(4 * MB, left)))) await new Promise<void>((r) => out.once('drain', () => r()));
-  }
-  await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
-}
-
 /** A copy of `src` with 1 % rewritten in 64 KiB blocks at random places. */
 async function variant(src: string, dst: string, size: number): Promise<void> {
   await fsp.copyFile(src, dst);
@@ -36,12 +27,6 @@ async function variant(src: string, dst: string, size: number): Promise<void> {
   const blocks = Math.ceil((size * 0.01) / (64 * 1024));
   for (let i = 0; i < blocks; i++) await fh.write(randomBytes(64 * 1024), 0, 64 * 1024, Math.floor(Math.random() * (size - 64 * 1024)));
   await fh.close();
-}
-
-async function fileSha(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const c of createReadStream(file)) h.update(c as Buffer);
-  return h.digest('hex');
 }
 
 /** Bare decode piped into SHA-256 (-B `win`, or xdelta3's default); seconds. */

@@ -1,7 +1,7 @@
 import aws4 from 'aws4';
 import { execa, type ResultPromise } from 'execa';
-import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
@@ -100,3 +100,19 @@ export function table(head: string[], rows: string[][]): void {
   for (const r of rows) console.log(line(r));
 }
 
+
+/** `size` random bytes into `file`, 16 MiB at a time. */
+export async function writeRandom(file: string, size: number): Promise<void> {
+  const out = createWriteStream(file);
+  for (let left = size; left > 0; left -= 16 << 20) {
+    if (!out.write(randomBytes(Math.min(16 << 20, left)))) await new Promise<void>((r) => out.once('drain', () => r()));
+  }
+  await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+}
+
+/** SHA-256 of a file, hex. */
+export async function fileSha(file: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const c of createReadStream(file)) h.update(c as Buffer);
+  return h.digest('hex');
+}
