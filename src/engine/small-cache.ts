@@ -34,9 +34,15 @@ export class SmallObjectCache {
 
   /** The object's bytes (or a range of them) from memory, or null. */
   get(key: string, range?: ByteRange): Readable | null {
+    const buf = this.bytes(key, range);
+    return buf ? Readable.from([buf], { objectMode: false }) : null;
+  }
+
+  /** The same as a buffer, for callers that can send one without a stream. */
+  bytes(key: string, range?: ByteRange): Buffer | null {
     const buf = this.lru.get(key);
     if (!buf) return null;
-    return Readable.from([range ? buf.subarray(range.start, range.end + 1) : buf], { objectMode: false });
+    return range ? buf.subarray(range.start, range.end + 1) : buf;
   }
 
   /**

@@ -18,7 +18,7 @@ export async function getObject(ctx: Ctx): Promise<void> {
   }
   // The engine resolves the key once and streams exactly that version; the
   // check runs on it (again, should the version change before the first byte).
-  const { meta, range, body } = await ctx.engine.getObject(
+  const { meta, range, body, bytes } = await ctx.engine.getObject(
     ctx.bucket,
     ctx.key!,
     (m) => {
@@ -37,6 +37,10 @@ export async function getObject(ctx: Ctx): Promise<void> {
     ctx.reply.header('content-length', String(range.end - range.start + 1));
   } else {
     ctx.reply.header('content-length', String(meta.size));
+  }
+  if (bytes) {
+    ctx.reply.send(bytes);
+    return;
   }
   if (!body) {
     ctx.reply.send();
