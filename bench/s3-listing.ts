@@ -179,6 +179,10 @@ async function bare(moto: Moto, token?: string): Promise<{ seconds: number; next
 }
 
 export async function s3Listing(work: string, n: number): Promise<void> {
+  if ((await execa('moto_server', ['--help'], { reject: false, timeout: 30_000 })).exitCode !== 0) {
+    console.log('\nListing on the S3 backend: skipped, moto_server is not installed (pip install "moto[server]").');
+    return;
+  }
   const moto = await Moto.start();
   let proxy: Proxy | undefined;
   try {
