@@ -23,7 +23,7 @@ import { dirBytes, fmt, peakRss, request, startProxy, table, timed } from './uti
 //   BENCH_LARGE_MB (default 2048)  size of the large-object case; 0 skips it
 //   BENCH_SOAK_SECS (default 120)  slow and hostile clients (./soak.ts); 0 skips it
 //   BENCH_LIST_KEYS (default 100000) keys in the listing case (1000000 for the memory goal)
-//   BENCH_S3_LIST_KEYS (default 5000) keys in the S3 backend listing case (./s3-listing.ts; needs moto_server)
+//   BENCH_S3_LIST_KEYS (default 4000) keys in the S3 backend listing case (./s3-listing.ts; needs moto_server)
 //   BENCH_ONLY                     comma-separated cases to run: corpus,large,deltaget,compaction,small,listing,s3listing,soak
 //   BENCH_COMPACT_MB, BENCH_COMPACT_JARS  the compaction case (./compaction.ts)
 //   BENCH_SMALL_SECONDS (default 4) wrk duration per small-object case
@@ -32,7 +32,7 @@ const SCALE = Number(process.env.BENCH_SCALE ?? 1);
 const VERSIONS = Number(process.env.BENCH_VERSIONS ?? 5);
 const LARGE_MB = Number(process.env.BENCH_LARGE_MB ?? 2048);
 const LIST_KEYS = Number(process.env.BENCH_LIST_KEYS ?? 100_000);
-const S3_LIST_KEYS = Number(process.env.BENCH_S3_LIST_KEYS ?? 5000);
+const S3_LIST_KEYS = Number(process.env.BENCH_S3_LIST_KEYS ?? 4000);
 const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',')) : null;
 const runs = (name: string) => !ONLY || ONLY.has(name);
 const MB = 1024 * 1024;
