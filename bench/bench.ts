@@ -8,6 +8,7 @@ import { compaction } from './compaction.js';
 import { deltaGet } from './delta-get.js';
 import { soak } from './soak.js';
 import { listing } from './listing.js';
+import { s3Listing } from './s3-listing.js';
 import { small } from './small.js';
 import { dirBytes, fileSha, fmt, peakRss, request, startProxy, table, timed, writeRandom } from './util.js';
 
@@ -21,7 +22,8 @@ import { dirBytes, fileSha, fmt, peakRss, request, startProxy, table, timed, wri
 //   BENCH_LARGE_MB (default 2048)  size of the large-object case; 0 skips it
 //   BENCH_SOAK_SECS (default 120)  slow and hostile clients (./soak.ts); 0 skips it
 //   BENCH_LIST_KEYS (default 100000) keys in the listing case (1000000 for the memory goal)
-//   BENCH_ONLY                     comma-separated cases to run: corpus,large,deltaget,compaction,small,listing,soak
+//   BENCH_S3_LIST_KEYS (default 4000) keys in the S3 backend listing case (./s3-listing.ts; needs moto_server)
+//   BENCH_ONLY                     comma-separated cases to run: corpus,large,deltaget,compaction,small,listing,s3listing,soak
 //   BENCH_COMPACT_MB, BENCH_COMPACT_JARS  the compaction case (./compaction.ts)
 //   BENCH_SMALL_SECONDS (default 4) wrk duration per small-object case
 
@@ -29,6 +31,7 @@ const SCALE = Number(process.env.BENCH_SCALE ?? 1);
 const VERSIONS = Number(process.env.BENCH_VERSIONS ?? 5);
 const LARGE_MB = Number(process.env.BENCH_LARGE_MB ?? 2048);
 const LIST_KEYS = Number(process.env.BENCH_LIST_KEYS ?? 100_000);
+const S3_LIST_KEYS = Number(process.env.BENCH_S3_LIST_KEYS ?? 4000);
 const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',')) : null;
 const runs = (name: string) => !ONLY || ONLY.has(name);
 const MB = 1024 * 1024;
@@ -167,6 +170,7 @@ async function main() {
     if (runs('compaction')) await compaction(work);
     if (runs('small')) await small(work);
     if (LIST_KEYS > 0 && runs('listing')) await listing(work, LIST_KEYS);
+    if (S3_LIST_KEYS > 0 && runs('s3listing')) await s3Listing(work, S3_LIST_KEYS);
     if (Number(process.env.BENCH_SOAK_SECS ?? 120) > 0 && runs('soak')) await soak(work);
   } finally {
     await fsp.rm(work, { recursive: true, force: true });
