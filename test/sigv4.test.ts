@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import t from 'tap';
 import { authenticate, KeyStore, unsignedAmzHeaders } from '../src/http/auth/authenticate.js';
-import { canonicalQuery, canonicalUris, uriEncode } from '../src/http/auth/sigv4.js';
+import { canonicalQuery, canonicalUris, uriEncode, uriEncodeBytes } from '../src/http/auth/sigv4.js';
 import { AwsChunkedDecoder } from '../src/http/chunked.js';
 
 // The worked examples of the S3 API reference ("Signature Calculations for the
@@ -122,6 +122,16 @@ t.test('headers a signature must cover', async (t) => {
 t.test('canonical pieces', async (t) => {
   t.equal(uriEncode('a b+c/d~é'), 'a%20b%2Bc%2Fd~%C3%A9');
   t.equal(uriEncode('a/b', true), 'a/b');
+  // The fast path equals the spec's byte loop on every kind of character,
+  // the ones encodeURIComponent leaves alone and lone surrogates included.
+  const alphabet = ["a", "Z", "0", "-", ".", "_", "~", "/", "!", "'", "(", ")", "*", " ", "+", "%", "&", "=", "?", "#", "é", "\u0000", "\u007f", "\u00ff", "\u0800", "\uffff", "😀", "\ud800", "\udfff"];
+  for (let i = 0; i < 3000; i++) {
+    let str = '';
+    for (let n = (i * 7) % 12; n >= 0; n--) str += alphabet[(i * 31 + n * 17 + n * n) % alphabet.length];
+    for (const keep of [false, true]) if (uriEncode(str, keep) !== uriEncodeBytes(str, keep)) t.fail(`uriEncode(${JSON.stringify(str)}, ${keep})`);
+  }
+  t.equal(uriEncode("!'()*", false), '%21%27%28%29%2A');
+  t.equal(uriEncode('\ud800x'), '%EF%BF%BDx', 'a lone surrogate encodes as U+FFFD');
   t.ok(canonicalUris('/b/a+b').includes('/b/a%2Bb'), "a raw '+' is a plus");
   t.ok(canonicalUris('/b/a%20b').includes('/b/a%20b'));
   t.equal(canonicalQuery('prefix=a%2Fb&list-type=2&delimiter=%2F&acl'), 'acl=&delimiter=%2F&list-type=2&prefix=a%2Fb');
