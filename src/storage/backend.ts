@@ -127,4 +127,11 @@ export interface Backend {
    * filesystem backend), so the codec can read it without a copy.
    */
   localPath?(bucket: string, name: string): string;
+  /**
+   * The blob's current etag from local metadata alone (a stat), or null when
+   * it is absent: offered only where that costs far less than reading the
+   * blob (the filesystem backend), so callers can keep parsed copies of small
+   * blobs and check them per use.
+   */
+  quickEtag?(bucket: string, name: string): string | null;
 }

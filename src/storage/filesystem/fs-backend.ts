@@ -78,6 +78,12 @@ export class FilesystemBackend implements Backend {
     return this.blobPath(bucket, name);
   }
 
+  quickEtag(bucket: string, name: string): string | null {
+    // Synchronous, as readSmall: one stat of a warm inode is microseconds.
+    const st = statSync(this.blobPath(bucket, name), { bigint: true, throwIfNoEntry: false });
+    return st?.isFile() ? etagOf(st) : null;
+  }
+
   async listBuckets(): Promise<BucketInfo[]> {
     const out: BucketInfo[] = [];
     for (const ent of await fsp.readdir(this.root, { withFileTypes: true })) {
