@@ -1,9 +1,11 @@
+import type { BigIntStats } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { SortedListOptions } from '../backend.js';
 import { INTERNAL_PREFIX, decodeComponents, encodePrefixDir } from './names.js';
-import { ExternalSort, MemoryDir, compareEntries, compareFast, compareNames, entryBytes, entryOf, type DirEntry, type SortedDir } from './sorted-dir.js';
+import { ExternalSort } from './external-sort.js';
+import { MemoryDir, compareEntries, compareFast, compareNames, entryBytes, entryOf, type DirEntry, type SortedDir } from './sorted-dir.js';
 
 export { compareNames };
 
@@ -54,6 +56,7 @@ export interface SortedListerOptions {
 export class SortedLister {
   private readonly dirs: LRUCache<string, SortedDir>;
   private readonly blocks: LRUCache<string, DirEntry[]>;
+  private readonly reading = new Map<string, { stamp: string; waiters: number; done: Promise<SortedDir | null> }>();
   private readonly opts: Required<Omit<SortedListerOptions, 'indexDir'>> & { indexDir?: string };
 
   constructor(opts: SortedListerOptions = {}) {
@@ -102,18 +105,37 @@ export class SortedLister {
       hit.hold();
       return hit;
     }
-    const started = Date.now();
-    const sorted = await this.readDir(dir, suffixes, stamp);
-    if (!sorted) return null;
-    sorted.hold();
-    // A directory changed in the last instants may change again within its
-    // mtime's granularity: such a listing is used once, not kept.
-    const changed = st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs;
-    if (Number(changed / 1_000_000n) < started - RACY_MS) this.dirs.set(id, sorted);
-    else this.dirs.delete(id);
-    // Not kept (racy, or bigger than the whole budget): its index goes after this listing.
-    if (this.dirs.peek(id) !== sorted) sorted.drop();
-    return sorted;
+    // Listings arriving while the directory is read (a burst after a
+    // restart) wait for that one read rather than each making their own.
+    const pending = this.reading.get(id);
+    if (pending && pending.stamp === stamp) {
+      pending.waiters++;
+      return pending.done;
+    }
+    const entry = { stamp, waiters: 0, done: Promise.resolve<SortedDir | null>(null) };
+    entry.done = this.readAndKeep(id, dir, suffixes, stamp, st, entry);
+    this.reading.set(id, entry);
+    return entry.done;
+  }
+
+  private async readAndKeep(id: string, dir: string, suffixes: string[] | undefined, stamp: string, st: BigIntStats, entry: { waiters: number }): Promise<SortedDir | null> {
+    try {
+      const started = Date.now();
+      const sorted = await this.readDir(dir, suffixes, stamp);
+      if (!sorted) return null;
+      // Held for each listing waiting, before any of them can let go.
+      for (let i = 0; i <= entry.waiters; i++) sorted.hold();
+      // A directory changed in the last instants may change again within its
+      // mtime's granularity: such a listing is used once, not kept.
+      const changed = st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs;
+      if (Number(changed / 1_000_000n) < started - RACY_MS) this.dirs.set(id, sorted);
+      else this.dirs.delete(id);
+      // Not kept (racy, or bigger than the whole budget): its index goes after these listings.
+      if (this.dirs.peek(id) !== sorted) sorted.drop();
+      return sorted;
+    } finally {
+      if (this.reading.get(id) === entry) this.reading.delete(id);
+    }
   }
 
   private async readDir(dir: string, suffixes: string[] | undefined, stamp: string): Promise<SortedDir | null> {
