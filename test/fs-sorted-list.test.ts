@@ -184,6 +184,10 @@ t.test('a big directory is listed from an index file, in order, from any marker'
     }
   }
   t.equal(bad, 0, 'every marker and prefix matched');
+  // Without surrogates anywhere, the runs sort and merge by UTF-16 units.
+  const plain = Array.from({ length: 700 }, (_, i) => `a/k${(i * 7919) % 1000}${i % 3 ? 'é' : '~'}`);
+  await layOut(root, plain);
+  t.same(await got('a/'), plain.sort(compareKeys), 'plain names, merged');
   t.same(await got('p/', undefined, ['.meta']), want.filter((n) => n.endsWith('.meta')), 'suffix filter, whole');
   t.equal(await openIndexes(root), (await indexFiles(root)).length, 'pages returned early let go of their indexes (one descriptor each, the cache’s)');
   t.same((await b.listBuckets()).map((x) => x.name), ['bkt'], 'the index directory is not a bucket');

@@ -55,6 +55,8 @@ export interface ExternalOptions {
 /** Collects a big directory's entries into sorted runs, then merges them into an index file. */
 export class ExternalSort {
   private readonly runs: string[] = [];
+  /** Whether a run held surrogates (then the merge compares by code point, not UTF-16 unit). */
+  private wide = false;
 
   constructor(private readonly opts: ExternalOptions) {}
 
@@ -64,6 +66,7 @@ export class ExternalSort {
 
   /** Sorts `items` (emptied) into a run file. */
   async addRun(items: DirEntry[], fastSort: boolean): Promise<void> {
+    if (!fastSort) this.wide = true;
     items.sort(fastSort ? compareFast : compareEntries);
     const file = this.tempName('run');
     this.runs.push(file);
@@ -101,7 +104,7 @@ export class ExternalSort {
       // A binary heap of the runs by their head entry.
       const heap: RunReader[] = [];
       for (const { r } of readers) if (await r.next()) heap.push(r);
-      const less = (i: number, j: number) => compareNames(heap[i].head!.rel, heap[j].head!.rel) < 0;
+      const less = this.wide ? (i: number, j: number) => compareNames(heap[i].head!.rel, heap[j].head!.rel) < 0 : (i: number, j: number) => heap[i].head!.rel < heap[j].head!.rel;
       const down = (i: number) => {
         for (;;) {
           const l = 2 * i + 1;
