@@ -236,6 +236,16 @@ t.test('index files go when their directory changes or is evicted, not under a r
   t.ok(await until(async () => (await indexFiles(root)).length <= 1), 'a read not kept leaves no index file');
   await b.close();
 
+  // No room for index files: sorted in memory instead.
+  const full = new FilesystemBackend(root, { sortedList: TINY });
+  await full.init();
+  await fsp.rm(path.join(root, '.list-index'), { recursive: true });
+  await fsp.writeFile(path.join(root, '.list-index'), 'not a directory');
+  t.same(await collect(full.listSorted('bkt', { prefix: 'p/', suffixes: ['.meta'] })).then((x) => x.map((y) => y.name)), p2, 'listed without an index');
+  await full.close();
+  await fsp.rm(path.join(root, '.list-index'));
+  await fsp.mkdir(path.join(root, '.list-index'));
+
   // Derived data: a new start clears what an earlier run left.
   await fsp.writeFile(path.join(root, '.list-index', '%%idx-stale'), 'x');
   const again = new FilesystemBackend(root, { sortedList: TINY });

@@ -153,7 +153,7 @@ export class ExternalSort {
       for (const { fh } of readers) await fh.close().catch(() => {});
       if (!ok) {
         await out?.close().catch(() => {});
-        await fsp.rm(file, { force: true });
+        await fsp.rm(file, { force: true }).catch(() => {});
       }
       await this.discard();
     }
@@ -161,7 +161,7 @@ export class ExternalSort {
 
   /** Removes the runs (after the merge, or when the read failed). */
   async discard(): Promise<void> {
-    await Promise.all(this.runs.map((f) => fsp.rm(f, { force: true })));
+    await Promise.all(this.runs.map((f) => fsp.rm(f, { force: true }).catch(() => {})));
     this.runs.length = 0;
   }
 }

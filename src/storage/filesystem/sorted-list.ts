@@ -121,7 +121,15 @@ export class SortedLister {
   private async readAndKeep(id: string, dir: string, suffixes: string[] | undefined, stamp: string, st: BigIntStats, entry: { waiters: number }): Promise<SortedDir | null> {
     try {
       const started = Date.now();
-      const sorted = await this.readDir(dir, suffixes, stamp);
+      let sorted;
+      try {
+        sorted = await this.readDir(dir, suffixes, stamp, true);
+      } catch (err) {
+        // No room for the index (a full disk): sorted in memory, as a listing
+        // must not fail for want of derived data.
+        if (!(err instanceof IndexWriteError)) throw err;
+        sorted = await this.readDir(dir, suffixes, stamp, false);
+      }
       if (!sorted) return null;
       // Held for each listing waiting, before any of them can let go.
       for (let i = 0; i <= entry.waiters; i++) sorted.hold();
@@ -138,7 +146,7 @@ export class SortedLister {
     }
   }
 
-  private async readDir(dir: string, suffixes: string[] | undefined, stamp: string): Promise<SortedDir | null> {
+  private async readDir(dir: string, suffixes: string[] | undefined, stamp: string, spill: boolean): Promise<SortedDir | null> {
     let handle;
     try {
       handle = await fsp.opendir(dir, { bufferSize: 1024 });
@@ -165,16 +173,16 @@ export class SortedLister {
         if (!wide && /[\ud800-\udfff]/.test(e.rel)) wide = true;
         items.push(e);
         bytes += entryBytes(e);
-        if (indexDir && items.length > (external ? runEntries : memoryEntries)) {
+        if (spill && indexDir && items.length > (external ? runEntries : memoryEntries)) {
           external ??= new ExternalSort({ indexDir, blockEntries, blocks: this.blocks });
-          await external.addRun(items, !wide);
+          await indexWrite(external.addRun(items, !wide));
           wide = false;
         }
       }
       if (!external) return new MemoryDir(stamp, items.sort(wide ? compareEntries : compareFast), bytes);
-      if (items.length > 0) await external.addRun(items, !wide);
+      if (items.length > 0) await indexWrite(external.addRun(items, !wide));
       items = [];
-      return await external.finish(stamp);
+      return await indexWrite(external.finish(stamp));
     } catch (err) {
       await external?.discard();
       throw err;
@@ -264,6 +272,17 @@ export class SortedLister {
       for (const h of heap) await h.it?.return(undefined);
       d.release();
     }
+  }
+}
+
+/** Writing an index file failed: the directory itself may be fine. */
+class IndexWriteError extends Error {}
+
+async function indexWrite<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    throw new IndexWriteError(`sorted listing index: ${(err as Error).message}`, { cause: err });
   }
 }
 
