@@ -314,14 +314,18 @@ export class FilesystemBackend implements Backend {
   }
 
   private async *walk(dir: string, components: string[], prefix: string, opts: ListOptions): AsyncIterable<BlobInfo> {
+    // Streamed (opendir), not one readdir array: a million keys in one
+    // prefix are 2M entries, 500 MB as an array (gc, usage, scrub, references).
+    // Entries created or removed meanwhile may or may not be seen (readdir(3));
+    // the others are seen once.
     let entries;
     try {
-      entries = await fsp.readdir(dir, { withFileTypes: true });
+      entries = await fsp.opendir(dir, { bufferSize: 256 });
     } catch (err) {
       if (isCode(err, 'ENOENT', 'ENOTDIR')) return;
       throw err;
     }
-    for (const ent of entries) {
+    for await (const ent of entries) {
       opts.signal?.throwIfAborted();
       if (ent.name.startsWith(INTERNAL_PREFIX)) continue;
       const comps = [...components, ent.name];
