@@ -1,8 +1,13 @@
+import type { BigIntStats } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { SortedListOptions } from '../backend.js';
 import { INTERNAL_PREFIX, decodeComponents, encodePrefixDir } from './names.js';
+import { ExternalSort } from './external-sort.js';
+import { MemoryDir, compareEntries, compareFast, compareNames, entryBytes, entryOf, type DirEntry, type SortedDir } from './sorted-dir.js';
+
+export { compareNames };
 
 // Listing blob names in ascending UTF-8 byte order (Backend.listSorted) on
 // the filesystem. readdir returns a directory in no order, so each directory
@@ -17,42 +22,15 @@ import { INTERNAL_PREFIX, decodeComponents, encodePrefixDir } from './names.js';
 // Siblings' ranges can interleave (names under piece `P` and under directory
 // `P/`), so a directory's names come from a merge of its entries' streams,
 // started lazily: an entry is opened only once the merge reaches its prefix.
+//
+// A directory of more than `memoryEntries` entries is not held in memory but
+// sorted externally into an index file under `indexDir` (./sorted-dir.ts):
+// derived data, removed when its cache entry goes and at start-up.
 
 /** Directories written this recently are read again: mtime granularity (coarse clocks, 1 s on some filesystems). */
 const RACY_MS = 2500;
 /** Decoded continuation pieces are at least this long (SEGMENT_MAX bytes of escapes, 3 bytes a character). */
 const MIN_PIECE_CHARS = 50;
-
-/** UTF-8 byte order, which is code point order (UTF-16 order differs above U+D7FF). */
-export function compareNames(a: string, b: string): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) {
-    let x = a.charCodeAt(i);
-    let y = b.charCodeAt(i);
-    if (x === y) continue;
-    // Surrogates (code points above U+FFFF) sort after U+E000..U+FFFF.
-    if (x >= 0xd800 && y >= 0xd800) {
-      x = x < 0xe000 ? x + 0x2000 : x - 0x800;
-      y = y < 0xe000 ? y + 0x2000 : y - 0x800;
-    }
-    return x < y ? -1 : 1;
-  }
-  return a.length === b.length ? 0 : a.length < b.length ? -1 : 1;
-}
-
-interface SortedDir {
-  /**
-   * Inode, mtime and ctime when read: a cached read is used only while all
-   * three match. mtime alone can be set back (utimes, rsync -t, a restore)
-   * or repeat for a directory replaced by another; ctime cannot be set.
-   */
-  stamp: string;
-  /** Decoded name relative to the directory: a file's name, `seg/` for a directory, the piece for a continuation. */
-  rel: string[];
-  /** The entry's name on disk, where it differs from `rel`. */
-  disk: (string | undefined)[];
-  isDir: Uint8Array;
-}
 
 export interface SortedEntry {
   name: string;
@@ -60,12 +38,48 @@ export interface SortedEntry {
   file: string;
 }
 
-export class SortedLister {
-  /** At most `maxEntries` directory entries in all (a directory of a million keys fits). */
-  private readonly dirs: LRUCache<string, SortedDir>;
+export interface SortedListerOptions {
+  /** Where index files of big directories go; without it every directory is sorted in memory. */
+  indexDir?: string;
+  /** Directories of up to this many (listed) entries are sorted in memory; bigger ones into an index file. */
+  memoryEntries?: number;
+  /** Entries per sorted run of an external sort (memory while reading a big directory). */
+  runEntries?: number;
+  /** Entries per block of an index file. */
+  blockEntries?: number;
+  /** Bytes of directories kept in memory (in-memory ones whole, index files by their block headers). */
+  memoryBytes?: number;
+  /** Bytes of decoded index blocks kept in memory. */
+  blockBytes?: number;
+}
 
-  constructor(maxEntries = 3_000_000) {
-    this.dirs = new LRUCache<string, SortedDir>({ maxSize: maxEntries, sizeCalculation: (d) => Math.max(1, d.rel.length) });
+export class SortedLister {
+  private readonly dirs: LRUCache<string, SortedDir>;
+  private readonly blocks: LRUCache<string, DirEntry[]>;
+  private readonly reading = new Map<string, { stamp: string; waiters: number; done: Promise<SortedDir | null> }>();
+  private readonly opts: Required<Omit<SortedListerOptions, 'indexDir'>> & { indexDir?: string };
+
+  constructor(opts: SortedListerOptions = {}) {
+    this.opts = { memoryEntries: 150_000, runEntries: 100_000, blockEntries: 512, memoryBytes: 64 << 20, blockBytes: 8 << 20, ...opts };
+    this.dirs = new LRUCache<string, SortedDir>({ maxSize: this.opts.memoryBytes, sizeCalculation: (d) => Math.max(1, d.bytes), dispose: (d) => d.drop() });
+    this.blocks = new LRUCache<string, DirEntry[]>({
+      maxSize: this.opts.blockBytes,
+      sizeCalculation: (b) => b.reduce((n, e) => n + entryBytes(e), 64),
+    });
+  }
+
+  /** Removes index files a previous run left (at start-up: nothing refers to them). */
+  async init(): Promise<void> {
+    if (!this.opts.indexDir) return;
+    this.dirs.clear();
+    await fsp.rm(this.opts.indexDir, { recursive: true, force: true });
+    await fsp.mkdir(this.opts.indexDir, { recursive: true });
+  }
+
+  /** Lets go of cached directories (their index files go once no listing holds them). */
+  close(): void {
+    this.dirs.clear();
+    this.blocks.clear();
   }
 
   /** The files below `bucketDir` whose names start with `prefix`, after `startAfter`, in order. */
@@ -75,6 +89,7 @@ export class SortedLister {
     yield* this.walk(path.join(bucketDir, ...comps), base, opts);
   }
 
+  /** The directory's entries in order, held for the caller (who must release it). */
   private async read(dir: string, suffixes: string[] | undefined): Promise<SortedDir | null> {
     const id = suffixes ? `${dir}\0${suffixes.join('\0')}` : dir;
     let st;
@@ -86,9 +101,52 @@ export class SortedLister {
     }
     const stamp = `${st.ino}:${st.mtimeNs}:${st.ctimeNs}`;
     const hit = this.dirs.get(id);
-    if (hit && hit.stamp === stamp) return hit;
-    const started = Date.now();
-    const items: { rel: string; disk?: string; dir: boolean }[] = [];
+    if (hit && hit.stamp === stamp) {
+      hit.hold();
+      return hit;
+    }
+    // Listings arriving while the directory is read (a burst after a
+    // restart) wait for that one read rather than each making their own.
+    const pending = this.reading.get(id);
+    if (pending && pending.stamp === stamp) {
+      pending.waiters++;
+      return pending.done;
+    }
+    const entry = { stamp, waiters: 0, done: Promise.resolve<SortedDir | null>(null) };
+    entry.done = this.readAndKeep(id, dir, suffixes, stamp, st, entry);
+    this.reading.set(id, entry);
+    return entry.done;
+  }
+
+  private async readAndKeep(id: string, dir: string, suffixes: string[] | undefined, stamp: string, st: BigIntStats, entry: { waiters: number }): Promise<SortedDir | null> {
+    try {
+      const started = Date.now();
+      let sorted;
+      try {
+        sorted = await this.readDir(dir, suffixes, stamp, true);
+      } catch (err) {
+        // No room for the index (a full disk): sorted in memory, as a listing
+        // must not fail for want of derived data.
+        if (!(err instanceof IndexWriteError)) throw err;
+        sorted = await this.readDir(dir, suffixes, stamp, false);
+      }
+      if (!sorted) return null;
+      // Held for each listing waiting, before any of them can let go.
+      for (let i = 0; i <= entry.waiters; i++) sorted.hold();
+      // A directory changed in the last instants may change again within its
+      // mtime's granularity: such a listing is used once, not kept.
+      const changed = st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs;
+      if (Number(changed / 1_000_000n) < started - RACY_MS) this.dirs.set(id, sorted);
+      else this.dirs.delete(id);
+      // Not kept (racy, or bigger than the whole budget): its index goes after these listings.
+      if (this.dirs.peek(id) !== sorted) sorted.drop();
+      return sorted;
+    } finally {
+      if (this.reading.get(id) === entry) this.reading.delete(id);
+    }
+  }
+
+  private async readDir(dir: string, suffixes: string[] | undefined, stamp: string, spill: boolean): Promise<SortedDir | null> {
     let handle;
     try {
       handle = await fsp.opendir(dir, { bufferSize: 1024 });
@@ -96,30 +154,39 @@ export class SortedLister {
       if (['ENOENT', 'ENOTDIR'].includes((err as NodeJS.ErrnoException).code ?? '')) return null;
       throw err;
     }
+    const { indexDir, memoryEntries, runEntries, blockEntries } = this.opts;
+    let items: DirEntry[] = [];
+    let bytes = 0;
     let wide = false;
-    for await (const ent of handle) {
-      const name = ent.name;
-      if (name.startsWith(INTERNAL_PREFIX)) continue;
-      let rel: string | null;
-      const dirent = ent.isDirectory();
-      if (dirent) rel = decodeComponents(name.endsWith('%+') ? [name] : [name, '']);
-      else if (ent.isFile()) {
-        if (suffixes && !suffixes.some((s) => name.endsWith(s))) continue;
-        rel = name.includes('%') ? decodeComponents([name]) : name;
-      } else continue;
-      if (rel === null) continue;
-      if (!wide && /[\ud800-\udfff]/.test(rel)) wide = true;
-      items.push(rel === name ? { rel, dir: dirent } : { rel, disk: name, dir: dirent });
+    let external: ExternalSort | undefined;
+    try {
+      for await (const ent of handle) {
+        const name = ent.name;
+        if (name.startsWith(INTERNAL_PREFIX)) continue;
+        const dirent = ent.isDirectory();
+        if (!dirent && !ent.isFile()) continue;
+        const e = entryOf(name, dirent);
+        if (e === null) continue;
+        // The last piece of a cut name may hold only the end of a suffix
+        // ('ta' of '.meta'): kept, the filter is a hint (Backend.listSorted).
+        if (!dirent && suffixes && !suffixes.some((s) => e.rel.endsWith(s) || s.endsWith(e.rel))) continue;
+        if (!wide && /[\ud800-\udfff]/.test(e.rel)) wide = true;
+        items.push(e);
+        bytes += entryBytes(e);
+        if (spill && indexDir && items.length > (external ? runEntries : memoryEntries)) {
+          external ??= new ExternalSort({ indexDir, blockEntries, blocks: this.blocks });
+          await indexWrite(external.addRun(items, !wide));
+          wide = false;
+        }
+      }
+      if (!external) return new MemoryDir(stamp, items.sort(wide ? compareEntries : compareFast), bytes);
+      if (items.length > 0) await indexWrite(external.addRun(items, !wide));
+      items = [];
+      return await indexWrite(external.finish(stamp));
+    } catch (err) {
+      await external?.discard();
+      throw err;
     }
-    // Without surrogates UTF-16 order is code point order, and the built-in comparison is much faster.
-    items.sort(wide ? (a, b) => compareNames(a.rel, b.rel) : (a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
-    const sorted: SortedDir = { stamp, rel: items.map((x) => x.rel), disk: items.map((x) => x.disk), isDir: Uint8Array.from(items, (x) => (x.dir ? 1 : 0)) };
-    // A directory changed in the last instants may change again within its
-    // mtime's granularity: such a listing is used once, not kept.
-    const changed = st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs;
-    if (Number(changed / 1_000_000n) < started - RACY_MS) this.dirs.set(id, sorted);
-    else this.dirs.delete(id);
-    return sorted;
   }
 
   /**
@@ -127,80 +194,95 @@ export class SortedLister {
    * hold names >= `bound`: those from the first one at or above it, preceded
    * by directories whose prefix `bound` starts with.
    */
-  private static start(d: SortedDir, rel: string): number[] {
-    let lo = 0;
-    let hi = d.rel.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (compareNames(d.rel[mid], rel) < 0) lo = mid + 1;
-      else hi = mid;
-    }
+  private static async start(d: SortedDir, rel: string): Promise<number[]> {
+    const lo = await d.lowerBound(rel);
     const before: number[] = [];
     for (let j = lo - 1; j >= 0; j--) {
-      const r = d.rel[j];
-      if (d.isDir[j] && rel.startsWith(r)) before.push(j);
+      const e = d.at(j) ?? (await d.load(j));
+      if (e.dir && rel.startsWith(e.rel)) before.push(j);
       // Only a continuation piece can hold `bound` while sorting below an
       // entry that does not: it is a prefix of both, and pieces are long.
-      else if (commonPrefix(r, rel) < MIN_PIECE_CHARS) break;
+      else if (commonPrefix(e.rel, rel) < MIN_PIECE_CHARS) break;
     }
-    return before.reverse().concat(lo < d.rel.length ? [lo] : []);
+    return before.reverse().concat(lo < d.length ? [lo] : []);
   }
 
   private async *walk(dir: string, base: string, opts: SortedListOptions): AsyncGenerator<SortedEntry> {
     const d = await this.read(dir, opts.suffixes);
-    if (!d || d.rel.length === 0) return;
-    const { prefix } = opts;
-    const after = opts.startAfter ?? '';
-    const bound = compareNames(after, prefix) > 0 ? after : prefix;
-    let seq: number[];
-    if (bound.startsWith(base)) seq = SortedLister.start(d, bound.slice(base.length));
-    else if (compareNames(bound, base) < 0) seq = [0];
-    else return;
-    // seq: explicit indices, the last of which continues to the end.
-    let si = 0;
-    let next: number | undefined = seq[0];
-    const advance = () => {
-      if (next === undefined) return;
-      if (si < seq.length - 1) next = seq[++si];
-      else next = next + 1 < d.rel.length ? next + 1 : undefined;
-    };
+    if (!d) return;
     type Head = { name: string; file?: string; it?: AsyncGenerator<SortedEntry> };
     const heap: Head[] = []; // ascending by name; tiny (entries whose ranges overlap)
-    const push = (h: Head) => {
-      let at = heap.length;
-      while (at > 0 && compareNames(heap[at - 1].name, h.name) > 0) at--;
-      heap.splice(at, 0, h);
-    };
-    for (;;) {
-      opts.signal?.throwIfAborted();
-      while (next !== undefined && (heap.length === 0 || compareNames(base + d.rel[next], heap[0].name) <= 0)) {
-        const i = next;
-        const full = base + d.rel[i];
-        advance();
-        // Everything from here on sorts above the prefix without starting with it.
-        if (!full.startsWith(prefix) && compareNames(full, prefix) > 0) {
-          next = undefined;
-          break;
+    try {
+      if (d.length === 0) return;
+      const { prefix } = opts;
+      const after = opts.startAfter ?? '';
+      const bound = compareNames(after, prefix) > 0 ? after : prefix;
+      let seq: number[];
+      if (bound.startsWith(base)) seq = await SortedLister.start(d, bound.slice(base.length));
+      else if (compareNames(bound, base) < 0) seq = [0];
+      else return;
+      // seq: explicit indices, the last of which continues to the end.
+      let si = 0;
+      let next: number | undefined = seq[0];
+      const advance = () => {
+        if (next === undefined) return;
+        if (si < seq.length - 1) next = seq[++si];
+        else next = next + 1 < d.length ? next + 1 : undefined;
+      };
+      const push = (h: Head) => {
+        let at = heap.length;
+        while (at > 0 && compareNames(heap[at - 1].name, h.name) > 0) at--;
+        heap.splice(at, 0, h);
+      };
+      for (;;) {
+        opts.signal?.throwIfAborted();
+        while (next !== undefined) {
+          const e = d.at(next) ?? (await d.load(next));
+          const full = base + e.rel;
+          if (heap.length > 0 && compareNames(full, heap[0].name) > 0) break;
+          advance();
+          // Everything from here on sorts above the prefix without starting with it.
+          if (!full.startsWith(prefix) && compareNames(full, prefix) > 0) {
+            next = undefined;
+            break;
+          }
+          const diskPath = path.join(dir, e.disk ?? e.rel);
+          if (e.dir) {
+            if (compareNames(full, after) <= 0 && !after.startsWith(full)) continue;
+            if (!full.startsWith(prefix) && !prefix.startsWith(full)) continue;
+            const it = this.walk(diskPath, full, opts);
+            const first = await it.next();
+            if (!first.done) push({ name: first.value.name, file: first.value.file, it });
+          } else if (full.startsWith(prefix) && compareNames(full, after) > 0) {
+            push({ name: full, file: diskPath });
+          }
         }
-        const diskPath = path.join(dir, d.disk[i] ?? d.rel[i]);
-        if (d.isDir[i]) {
-          if (compareNames(full, after) <= 0 && !after.startsWith(full)) continue;
-          if (!full.startsWith(prefix) && !prefix.startsWith(full)) continue;
-          const it = this.walk(diskPath, full, opts);
-          const first = await it.next();
-          if (!first.done) push({ name: first.value.name, file: first.value.file, it });
-        } else if (full.startsWith(prefix) && compareNames(full, after) > 0) {
-          push({ name: full, file: diskPath });
+        const top = heap[0];
+        if (!top) return;
+        // Still on the heap while suspended here, so that an early return closes its walk.
+        yield { name: top.name, file: top.file! };
+        heap.shift();
+        if (top.it) {
+          const n = await top.it.next();
+          if (!n.done) push({ name: n.value.name, file: n.value.file, it: top.it });
         }
       }
-      const top = heap.shift();
-      if (!top) return;
-      yield { name: top.name, file: top.file! };
-      if (top.it) {
-        const n = await top.it.next();
-        if (!n.done) push({ name: n.value.name, file: n.value.file, it: top.it });
-      }
+    } finally {
+      // Stopped early (a full page): the walks below let go of their directories too.
+      for (const h of heap) await h.it?.return(undefined);
+      d.release();
     }
+  }
+}
+
+/** Writing an index file failed: the directory itself may be fine. */
+class IndexWriteError extends Error {}
+
+async function indexWrite<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    throw new IndexWriteError(`sorted listing index: ${(err as Error).message}`, { cause: err });
   }
 }
 
