@@ -6,6 +6,7 @@ import path from 'node:path';
 import { release, type CorpusKind } from './corpus.js';
 import { compaction } from './compaction.js';
 import { deltaGet } from './delta-get.js';
+import { directPut } from './direct-put.js';
 import { soak } from './soak.js';
 import { listing } from './listing.js';
 import { s3Listing } from './s3-listing.js';
@@ -23,7 +24,7 @@ import { dirBytes, fileSha, fmt, peakRss, request, startProxy, table, timed, wri
 //   BENCH_SOAK_SECS (default 120)  slow and hostile clients (./soak.ts); 0 skips it
 //   BENCH_LIST_KEYS (default 100000) keys in the listing case (1000000 for the memory goal)
 //   BENCH_S3_LIST_KEYS (default 4000) keys in the S3 backend listing case (./s3-listing.ts; needs moto_server)
-//   BENCH_ONLY                     comma-separated cases to run: corpus,large,deltaget,compaction,small,listing,s3listing,soak
+//   BENCH_ONLY                     comma-separated cases to run: corpus,large,directput,deltaget,compaction,small,listing,s3listing,soak
 //   BENCH_COMPACT_MB, BENCH_COMPACT_JARS  the compaction case (./compaction.ts)
 //   BENCH_SMALL_SECONDS (default 4) wrk duration per small-object case
 
@@ -166,6 +167,7 @@ async function main() {
   try {
     if (runs('corpus')) await corpus(work);
     if (LARGE_MB > 0 && runs('large')) await large(work);
+    if (runs('directput')) await directPut(work);
     if (runs('deltaget')) await deltaGet(work);
     if (runs('compaction')) await compaction(work);
     if (runs('small')) await small(work);
