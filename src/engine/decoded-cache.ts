@@ -25,6 +25,8 @@ interface Entry {
   path: string;
   size: number;
   written: number;
+  /** Bytes the decoder has produced (written, or on their way to the file). */
+  received: number;
   done: boolean;
   error?: Error;
   readers: number;
@@ -69,7 +71,7 @@ export class DecodedCache {
     if (!e || e.error) {
       // readers: 1 holds the file for this caller until its reader exists,
       // so an eviction meanwhile cannot remove it under the fill.
-      e = { path: tempPath(this.dir, 'decoded'), size, written: 0, done: false, readers: 1, evicted: false, events: new EventEmitter() };
+      e = { path: tempPath(this.dir, 'decoded'), size, written: 0, received: 0, done: false, readers: 1, evicted: false, events: new EventEmitter() };
       e.events.setMaxListeners(0);
       this.lru.set(id, e);
       let src: Readable;
@@ -114,6 +116,11 @@ export class DecodedCache {
     // in order), so a reader never reads past what is written, and wakes as
     // soon as there is something new for it.
     src.on('data', (chunk: Buffer) => {
+      // Readers that have read everything the decoder produced so far take
+      // the next chunk from here, before it is on disk (see reader()).
+      const start = e.received;
+      e.received += chunk.length;
+      e.events.emit('chunk', start, chunk);
       const wrote = (err?: Error | null) => {
         if (err || e.error) return;
         e.written += chunk.length;
@@ -156,34 +163,80 @@ export class DecodedCache {
         e.events.on('progress', check);
         check();
       });
+    // Live: a reader that has everything the decoder produced so far takes
+    // the next chunks as they come, from memory, while it keeps up (its
+    // buffer has room); otherwise it reads the file. The first reader of a
+    // decode thus gets the bytes with no write and read back between
+    // (bench/delta-get.ts), and a slow one never holds the decoder back.
+    let live = false;
+    const onChunk = (start: number, chunk: Buffer) => {
+      if (start !== pos) {
+        // Not the next bytes (cannot happen: joined when nothing was in flight); the file has them.
+        leaveLive();
+        return fromFile(1 << 20);
+      }
+      const piece = chunk.subarray(0, Math.min(chunk.length, to - pos + 1));
+      pos += piece.length;
+      const more = stream.push(piece);
+      if (pos > to) {
+        leaveLive();
+        stream.push(null);
+      } else if (!more) leaveLive();
+    };
+    const onLiveProgress = () => {
+      if (e.error) {
+        leaveLive();
+        stream.destroy(e.error);
+      } else if (e.done && pos <= to) {
+        // Ended without the bytes this reader needs: the file path reports it.
+        leaveLive();
+        fromFile(1 << 20);
+      }
+    };
+    const leaveLive = () => {
+      if (!live) return;
+      live = false;
+      e.events.off('chunk', onChunk);
+      e.events.off('progress', onLiveProgress);
+    };
+    const fromFile = (want: number) =>
+      void (async () => {
+        try {
+          if (pos > to) {
+            stream.push(null);
+            return;
+          }
+          // The first read sends whatever is there once anything is (the
+          // first byte goes out as soon as the decoder has made it); later
+          // ones wait for a whole chunk: reading the file 64 KiB at a time
+          // as the decoder writes it cost 2.3x the decode itself.
+          const full = Math.min(want, to - pos + 1, 1 << 20);
+          await waitFor(pos === from ? pos + 1 : pos + full);
+          const len = Math.min(full, Math.max(1, e.written - pos));
+          fh ??= await fsp.open(e.path, 'r');
+          const buf = Buffer.allocUnsafe(len);
+          const { bytesRead } = await fh.read(buf, 0, len, pos);
+          if (bytesRead === 0) throw new Error('decoded file ended early');
+          pos += bytesRead;
+          stream.push(bytesRead === len ? buf : buf.subarray(0, bytesRead));
+        } catch (err) {
+          stream.destroy(err as Error);
+        }
+      })();
     const stream: Readable = new Readable({
       highWaterMark: 1 << 20,
       read: (want) => {
-        void (async () => {
-          try {
-            if (pos > to) {
-              stream.push(null);
-              return;
-            }
-            // The first read sends whatever is there once anything is (the
-            // first byte goes out as soon as the decoder has made it); later
-            // ones wait for a whole chunk: reading the file 64 KiB at a time
-            // as the decoder writes it cost 2.3x the decode itself.
-            const full = Math.min(want, to - pos + 1, 1 << 20);
-            await waitFor(pos === from ? pos + 1 : pos + full);
-            const len = Math.min(full, Math.max(1, e.written - pos));
-            fh ??= await fsp.open(e.path, 'r');
-            const buf = Buffer.allocUnsafe(len);
-            const { bytesRead } = await fh.read(buf, 0, len, pos);
-            if (bytesRead === 0) throw new Error('decoded file ended early');
-            pos += bytesRead;
-            stream.push(bytesRead === len ? buf : buf.subarray(0, bytesRead));
-          } catch (err) {
-            stream.destroy(err as Error);
-          }
-        })();
+        if (live) return;
+        if (pos <= to && pos >= e.written && pos === e.received && !e.done && !e.error) {
+          live = true;
+          e.events.on('chunk', onChunk);
+          e.events.on('progress', onLiveProgress);
+          return;
+        }
+        fromFile(want);
       },
       destroy: (err, cb) => {
+        leaveLive();
         release();
         const h = fh;
         fh = undefined;
