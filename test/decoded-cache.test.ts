@@ -70,6 +70,53 @@ t.test('unit: readers share one decode; files go with their entries', async (t) 
   cache.clear();
 });
 
+t.test('unit: readers at the frontier of the decode take chunks from memory; one that falls behind reads the file', async (t) => {
+  const dir = await tempDir(t);
+  const cache = new DecodedCache(dir, 64 << 20);
+  const size = 8 << 20;
+  const body = randomBytes(size);
+  let decodes = 0;
+  const decode = async () => {
+    decodes++;
+    return Readable.from((async function* () {
+      for (let i = 0; i < size; i += 256 << 10) {
+        if (i % (1 << 20) === 0) await new Promise((r) => setTimeout(r, 5));
+        yield body.subarray(i, i + (256 << 10));
+      }
+    })());
+  };
+  // A reader that stops for a while in the middle (its buffer fills, it
+  // leaves the frontier, reads the file, and may catch up again).
+  const stalling = async (s: Readable) => {
+    const chunks: Buffer[] = [];
+    let got = 0;
+    for await (const c of s) {
+      chunks.push(c as Buffer);
+      got += (c as Buffer).length;
+      if (got > 2 << 20 && got < (2 << 20) + (300 << 10)) await new Promise((r) => setTimeout(r, 100));
+    }
+    return Buffer.concat(chunks);
+  };
+  const [fast, slow, ranged, tail] = await Promise.all([
+    cache.range('x', size, decode, 0, size - 1).then(collect),
+    cache.range('x', size, decode, 0, size - 1).then(stalling),
+    cache.range('x', size, decode, 3_000_001, 5_000_000).then(collect),
+    cache.range('x', size, decode, size - 10, size - 1).then(collect),
+  ]);
+  t.equal(decodes, 1, 'one decode');
+  t.ok(fast.equals(body), 'a reader that keeps up: exact bytes');
+  t.ok(slow.equals(body), 'a reader that stalls midway: exact bytes');
+  t.ok(ranged.equals(body.subarray(3_000_001, 5_000_001)), 'a range joining mid-decode: exact bytes');
+  t.ok(tail.equals(body.subarray(size - 10)), 'the last bytes: exact');
+  t.ok((await collect(await cache.range('x', size, decode, 0, size - 1))).equals(body), 'and from the file afterwards');
+  // A reader whose client goes away mid-decode lets go of the entry.
+  const gone = await cache.range('y', size, decode, 0, size - 1);
+  await new Promise<void>((resolve) => gone.once('data', () => resolve()));
+  gone.destroy();
+  t.ok((await collect(await cache.range('y', size, decode, 0, size - 1))).equals(body), 'the decode went on for the next reader');
+  cache.clear();
+});
+
 t.test('proxy: full and ranged GETs of a delta share one decode; damage never reaches a client', async (t) => {
   const proxy = await startProxy(t);
   const s3 = sdk(proxy.url, { maxAttempts: 1 });
