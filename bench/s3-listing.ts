@@ -1,10 +1,9 @@
 import { CopyObjectCommand, CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { execa, type ResultPromise } from 'execa';
 import * as fsp from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { mapLimit } from '../src/log.js';
-import { fmt, peakRss, request, startProxy, table, timed, type Proxy } from './util.js';
+import { fmt, freePort, peakRss, request, startProxy, table, timed, type Proxy } from './util.js';
 
 // Listing on the S3 backend: ListObjectsV2 over one prefix of N keys through
 // the proxy, beside the bare backend's ListObjectsV2 of the same prefix, and
@@ -19,17 +18,6 @@ const MOTO_CREDS = { accessKeyId: 'motoaccess', secretAccessKey: 'motosecret' };
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const ms = (s: number) => `${fmt(s * 1000, 0)} ms`;
 const keyName = (i: number) => `many/obj-${String(i).padStart(7, '0')}.txt`;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 interface Counts {
   /** ListObjectsV2 calls on the listed prefix. */

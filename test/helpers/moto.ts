@@ -1,6 +1,6 @@
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { execa, type ResultPromise } from 'execa';
-import net from 'node:net';
+import { freePort } from '../../bench/util.js';
 import type { Config } from '../../src/config/config.js';
 
 // An independent S3 server for the S3 backend's tests: moto_server (Python
@@ -15,17 +15,6 @@ export async function motoAvailable(): Promise<string | false> {
   if (r.exitCode === 0) return false;
   if (process.env.CI === 'true') throw new Error('moto_server is required under CI=true (pip package moto[server])');
   return 'moto_server is not installed (pip install "moto[server]"); S3 backend tests skipped';
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
 }
 
 export interface Moto {
