@@ -6,48 +6,19 @@ import { Readable } from 'node:stream';
 import t, { type Test } from 'tap';
 import { release } from '../bench/corpus.js';
 import { Engine } from '../src/engine/engine.js';
-import { FilesystemBackend } from '../src/storage/filesystem/fs-backend.js';
+import type { EngineOptions } from '../src/engine/types.js';
 import { sdk } from './helpers/clients.js';
-import { listFiles, startProxy, tempDir } from './helpers/proxy.js';
+import { getBuffer, putBuffer, testEngine } from './helpers/engine.js';
+import { listFiles, startProxy } from './helpers/proxy.js';
 import { until } from './helpers/raw.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-async function engine(t: Test, over: Partial<ConstructorParameters<typeof Engine>[1]> = {}) {
-  const dir = await tempDir(t);
-  const e = new Engine(new FilesystemBackend(path.join(dir, 'data')), {
-    tmpDir: path.join(dir, 'tmp'),
-    cacheDir: path.join(dir, 'cache'),
-    cacheBytes: 64 << 20,
-    maxDeltaRatio: 0.5,
-    deltaExtensions: ['.zip', '.bin'],
-    codec: { binary: 'xdelta3', level: 9, secondary: 'default', maxWindow: 1 << 30 },
-    toolVersion: 'test',
-    maxDeltaObjectSize: 1 << 30,
-    multipartMaxAgeMs: 3600_000,
-    ...over,
-  });
-  await e.init();
-  await e.createBucket('bkt');
-  t.teardown(() => e.close());
-  return { e, dir, data: path.join(dir, 'data') };
-}
+const engine = (t: Test, over: Partial<EngineOptions> = {}) => testEngine(t, over);
 
-async function put(e: Engine, key: string, body: Buffer) {
-  const spooled = await e.spool(Readable.from([body]));
-  try {
-    return await e.putObject({ bucket: 'bkt', key, body: spooled, headers: {}, userMetadata: {}, checksums: {} });
-  } finally {
-    await spooled.dispose();
-  }
-}
+const put = (e: Engine, key: string, body: Buffer) => putBuffer(e, 'bkt', key, body);
 
-async function get(e: Engine, key: string): Promise<Buffer> {
-  const meta = await e.headObject('bkt', key);
-  const chunks: Buffer[] = [];
-  for await (const c of await e.openObject('bkt', meta)) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
+const get = (e: Engine, key: string) => getBuffer(e, 'bkt', key);
 
 t.test('concurrent first uploads create exactly one reference', async (t) => {
   const { e, data } = await engine(t);

@@ -4,6 +4,7 @@ import t from 'tap';
 import { release } from '../bench/corpus.js';
 import { Engine } from '../src/engine/engine.js';
 import { FilesystemBackend } from '../src/storage/filesystem/fs-backend.js';
+import { engineOptions } from './helpers/engine.js';
 import { tempDir } from './helpers/proxy.js';
 
 // kill -9 cannot show a missing fsync (the page cache survives the process),
@@ -15,18 +16,7 @@ t.test('every blob and the sidecar are fsynced, file and directory, before the a
   const dir = await tempDir(t);
   const events: string[] = [];
   const backend = new FilesystemBackend(path.join(dir, 'data'), { onSync: (p, what) => events.push(`${what} ${path.relative(path.join(dir, 'data'), p)}`) });
-  const e = new Engine(backend, {
-    tmpDir: path.join(dir, 'tmp'),
-    cacheDir: path.join(dir, 'cache'),
-    cacheBytes: 1 << 26,
-    maxDeltaRatio: 0.5,
-    deltaExtensions: ['.zip'],
-    codec: { binary: 'xdelta3', level: 9, secondary: 'default', maxWindow: 1 << 30 },
-    toolVersion: 'test',
-    maxDeltaObjectSize: 1 << 30,
-    multipartMaxAgeMs: 3600_000,
-    sweepIntervalMs: 0,
-  });
+  const e = new Engine(backend, engineOptions(dir, { deltaExtensions: ['.zip'], sweepIntervalMs: 0 }));
   await e.init();
   t.teardown(() => e.close());
   await e.createBucket('sync');

@@ -2,12 +2,12 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
 import t, { type Test } from 'tap';
 import { release } from '../bench/corpus.js';
 import { Engine } from '../src/engine/engine.js';
-import { FilesystemBackend } from '../src/storage/filesystem/fs-backend.js';
+import type { EngineOptions } from '../src/engine/types.js';
+import { getBuffer, putBuffer, testEngine } from './helpers/engine.js';
 import { listFiles, tempDir } from './helpers/proxy.js';
 
 // The gzip stored form through the engine: successive .tgz releases are stored as
@@ -17,41 +17,11 @@ import { listFiles, tempDir } from './helpers/proxy.js';
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const tgz = (v: number) => zlib.gzipSync(release('tar', v, 0.3), { level: 9 });
 
-async function engine(t: Test, over: Partial<ConstructorParameters<typeof Engine>[1]> = {}) {
-  const dir = await tempDir(t);
-  const e = new Engine(new FilesystemBackend(path.join(dir, 'data')), {
-    tmpDir: path.join(dir, 'tmp'),
-    cacheDir: path.join(dir, 'cache'),
-    cacheBytes: 64 << 20,
-    maxDeltaRatio: 0.5,
-    deltaExtensions: ['.tgz', '.tar', '.gz'],
-    codec: { binary: 'xdelta3', level: 9, secondary: 'default', maxWindow: 1 << 30 },
-    toolVersion: 'test',
-    maxDeltaObjectSize: 1 << 30,
-    multipartMaxAgeMs: 3600_000,
-    ...over,
-  });
-  await e.init();
-  await e.createBucket('bkt');
-  t.teardown(() => e.close());
-  return { e, data: path.join(dir, 'data') };
-}
+const engine = (t: Test, over: Partial<EngineOptions> = {}) => testEngine(t, { deltaExtensions: ['.tgz', '.tar', '.gz'], ...over });
 
-async function put(e: Engine, key: string, body: Buffer) {
-  const spooled = await e.spool(Readable.from([body]));
-  try {
-    return await e.putObject({ bucket: 'bkt', key, body: spooled, headers: {}, userMetadata: {}, checksums: {} });
-  } finally {
-    await spooled.dispose();
-  }
-}
+const put = (e: Engine, key: string, body: Buffer) => putBuffer(e, 'bkt', key, body);
 
-async function get(e: Engine, key: string, range?: { start: number; end: number }): Promise<Buffer> {
-  const meta = await e.headObject('bkt', key);
-  const chunks: Buffer[] = [];
-  for await (const c of await e.openObject('bkt', meta, range)) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
+const get = (e: Engine, key: string, range?: { start: number; end: number }) => getBuffer(e, 'bkt', key, range);
 
 t.test('successive .tgz releases: gzip form, small, byte-exact whole and ranged', async (t) => {
   const { e, data } = await engine(t);

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import t, { type Test } from 'tap';
 import { release } from '../bench/corpus.js';
 import { Engine } from '../src/engine/engine.js';
 import type { Backend, PutOptions } from '../src/storage/backend.js';
 import { FilesystemBackend } from '../src/storage/filesystem/fs-backend.js';
+import { engineOptions, putBuffer } from './helpers/engine.js';
 import { tempDir } from './helpers/proxy.js';
 
 // Two engines ("instances") on one backend that says it is shared, so they
@@ -62,18 +62,7 @@ async function twoInstances(t: Test) {
   const dir = await tempDir(t);
   const shared = new Interleaving(new FilesystemBackend(path.join(dir, 'data')));
   const make = async (name: string) => {
-    const e = new Engine(shared, {
-      tmpDir: path.join(dir, name, 'tmp'),
-      cacheDir: path.join(dir, name, 'cache'),
-      cacheBytes: 1 << 26,
-      maxDeltaRatio: 0.5,
-      deltaExtensions: ['.zip'],
-      codec: { binary: 'xdelta3', level: 9, secondary: 'default', maxWindow: 1 << 30 },
-      toolVersion: name,
-      maxDeltaObjectSize: 1 << 30,
-      multipartMaxAgeMs: 3600_000,
-      sweepIntervalMs: 0,
-    });
+    const e = new Engine(shared, engineOptions(path.join(dir, name), { deltaExtensions: ['.zip'], toolVersion: name, sweepIntervalMs: 0 }));
     await e.init();
     t.teardown(() => e.close());
     return e;
@@ -84,14 +73,7 @@ async function twoInstances(t: Test) {
   return { a, b, shared };
 }
 
-async function put(e: Engine, key: string, body: Buffer) {
-  const spooled = await e.spool(Readable.from([body]));
-  try {
-    return await e.putObject({ bucket: 'ibk', key, body: spooled, headers: {}, userMetadata: {}, checksums: {} });
-  } finally {
-    await spooled.dispose();
-  }
-}
+const put = (e: Engine, key: string, body: Buffer) => putBuffer(e, 'ibk', key, body);
 
 async function read(e: Engine, key: string): Promise<string | null> {
   const meta = await e.findObject('ibk', key);
