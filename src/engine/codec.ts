@@ -111,12 +111,12 @@ export class Codec {
     return Math.min(w, full);
   }
 
-  private common(refSize: number): string[] {
-    return ['-f', '-D', '-B', String(this.window(refSize))];
+  private common(window: number): string[] {
+    return ['-f', '-D', '-B', String(window)];
   }
 
   private encodeArgs(ref: string, refSize: number): string[] {
-    const args = ['-e', '-A', ...this.common(refSize), `-${this.opts.level}`];
+    const args = ['-e', '-A', ...this.common(this.window(refSize)), `-${this.opts.level}`];
     if (this.opts.secondary !== 'default') args.push('-S', this.opts.secondary);
     args.push('-s', ref);
     return args;
@@ -207,7 +207,7 @@ export class Codec {
     granted.then(
       (slot) => {
         if (out.destroyed) return slot.release();
-        const args = ['-d', '-c', '-f', '-D', '-B', String(window), '-s', ref];
+        const args = ['-d', '-c', ...this.common(window), '-s', ref];
         if (typeof delta === 'string') args.push(delta);
         const child = execa(this.opts.binary, args, {
           stdin: typeof delta === 'string' ? 'ignore' : 'pipe',

@@ -77,7 +77,7 @@ export async function openCli(deps: CliReadDeps, bucket: string, meta: ObjectMet
       out.once('close', () => handle.release());
       return pipeInto(out, verify());
     }
-    const file = await decodeCompressed(deps, bucket, meta, form.blob, { path: handle.path, sha256: ref.sha256 }, hdr, signal);
+    const file = await decodeCompressed(deps, bucket, meta, form.blob, { path: handle.path, size: handle.size, sha256: ref.sha256 }, hdr, signal);
     handle.release();
     const out = createReadStream(file);
     out.once('close', () => void fsp.rm(file, { force: true }));
@@ -101,7 +101,7 @@ async function readHead(deps: CliReadDeps, bucket: string, name: string, signal?
  * again only where that reproduces dg-file-sha256 (./gzip.ts). Everything
  * happens before the first byte is sent, so a failure is a clean error.
  */
-async function decodeCompressed(deps: CliReadDeps, bucket: string, meta: ObjectMeta, blob: string, ref: { path: string; sha256: string }, hdr: XdeltaHeader, signal?: AbortSignal): Promise<string> {
+async function decodeCompressed(deps: CliReadDeps, bucket: string, meta: ObjectMeta, blob: string, ref: { path: string; size: number; sha256: string }, hdr: XdeltaHeader, signal?: AbortSignal): Promise<string> {
   const comp = hdr.targetComp;
   const why = (detail: string) =>
     new S3Error(
@@ -115,7 +115,7 @@ async function decodeCompressed(deps: CliReadDeps, bucket: string, meta: ObjectM
   try {
     const { body } = await deps.store.get(bucket, blob, { signal });
     await pipeline(body, createWriteStream(delta));
-    const r = await deps.codec.decodeWith(['-d', '-f', '-R', '-s', ref.path, delta, raw], (await fsp.stat(ref.path)).size, signal);
+    const r = await deps.codec.decodeWith(['-d', '-f', '-R', '-s', ref.path, delta, raw], ref.size, signal);
     if (r.exitCode !== 0) throw why(`xdelta3 could not decode it (${r.stderr.split('\n').pop()})`);
     if (!comp) return await rename(raw);
     const rebuilt = await rebuildFromRaw(raw, { sha256: meta.sha256, size: meta.size }, deps.tmpDir, signal, ref);
