@@ -200,6 +200,8 @@ export class FileDir implements SortedDir {
 
   release(): void {
     this.refs--;
+    // The block last read stays pinned outside the block cache's bound while held only.
+    if (this.refs <= 0) this.last = undefined;
     this.closeIfDone();
   }
 

@@ -5,7 +5,7 @@ import { LRUCache } from 'lru-cache';
 import type { SortedListOptions } from '../backend.js';
 import { INTERNAL_PREFIX, decodeComponents, encodePrefixDir } from './names.js';
 import { ExternalSort } from './external-sort.js';
-import { MemoryDir, compareEntries, compareFast, compareNames, entryBytes, entryOf, type DirEntry, type SortedDir } from './sorted-dir.js';
+import { FileDir, MemoryDir, compareEntries, compareFast, compareNames, entryBytes, entryOf, type DirEntry, type SortedDir } from './sorted-dir.js';
 
 export { compareNames };
 
@@ -61,7 +61,15 @@ export class SortedLister {
 
   constructor(opts: SortedListerOptions = {}) {
     this.opts = { memoryEntries: 150_000, runEntries: 100_000, blockEntries: 512, memoryBytes: 64 << 20, blockBytes: 8 << 20, ...opts };
-    this.dirs = new LRUCache<string, SortedDir>({ maxSize: this.opts.memoryBytes, sizeCalculation: (d) => Math.max(1, d.bytes), dispose: (d) => d.drop() });
+    // A cached index file weighs at least 1/64 of the budget, whatever its
+    // few block headers take: each holds an open file handle and its file on
+    // disk, so at most 64 are kept.
+    const minFileDir = Math.ceil(this.opts.memoryBytes / 64);
+    this.dirs = new LRUCache<string, SortedDir>({
+      maxSize: this.opts.memoryBytes,
+      sizeCalculation: (d) => Math.max(1, d.bytes, d instanceof FileDir ? minFileDir : 0),
+      dispose: (d) => d.drop(),
+    });
     this.blocks = new LRUCache<string, DirEntry[]>({
       maxSize: this.opts.blockBytes,
       sizeCalculation: (b) => b.reduce((n, e) => n + entryBytes(e), 64),
@@ -269,8 +277,11 @@ export class SortedLister {
       }
     } finally {
       // Stopped early (a full page): the walks below let go of their directories too.
-      for (const h of heap) await h.it?.return(undefined);
-      d.release();
+      try {
+        for (const h of heap) await h.it?.return(undefined);
+      } finally {
+        d.release();
+      }
     }
   }
 }
