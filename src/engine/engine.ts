@@ -247,7 +247,8 @@ export class Engine implements ObjectStore {
     bucket: string,
     key: string,
     check: (meta: ObjectMeta) => ByteRange | undefined,
-    signal?: AbortSignal,
+    /** The client's abort signal, or a function making it: asked for only when a stream is opened. */
+    signal?: AbortSignal | (() => AbortSignal),
     open = true,
   ): Promise<{ meta: ObjectMeta; range?: ByteRange; body?: Readable; bytes?: Buffer }> {
     for (let attempt = 1; ; attempt++) {
@@ -260,7 +261,7 @@ export class Engine implements ObjectStore {
       const bytes = small ? this.small.bytes(small, range) : null;
       if (bytes) return { meta, range, bytes };
       try {
-        return { meta, range, body: await this.openObject(bucket, meta, range, signal) };
+        return { meta, range, body: await this.openObject(bucket, meta, range, typeof signal === 'function' ? signal() : signal) };
       } catch (err) {
         if (!(err instanceof NotFoundError) || attempt >= 3) throw err;
       }

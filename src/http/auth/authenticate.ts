@@ -25,13 +25,14 @@ function scheme(authz: string | undefined, query: URLSearchParams): AuthMode {
 
 /**
  * Authenticates a request. `rawUrl` is the request target exactly as sent,
- * since the signature covers the path and query as the client encoded them.
+ * since the signature covers the path and query as the client encoded them;
+ * `parsedQuery`, when given, is its query already parsed.
  */
-export function authenticate(req: IncomingMessage, rawUrl: string, keys: KeyStore, now = Date.now(), target: AuthTarget = {}): Principal {
+export function authenticate(req: IncomingMessage, rawUrl: string, keys: KeyStore, now = Date.now(), target: AuthTarget = {}, parsedQuery?: URLSearchParams): Principal {
   const q = rawUrl.indexOf('?');
   const rawPath = q < 0 ? rawUrl : rawUrl.slice(0, q);
   const rawQuery = q < 0 ? '' : rawUrl.slice(q + 1);
-  const query = new URLSearchParams(rawQuery);
+  const query = parsedQuery ?? new URLSearchParams(rawQuery);
   const authz = header(req, 'authorization');
   const mode = scheme(authz, query);
   if (mode === 'anonymous') {

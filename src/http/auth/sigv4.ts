@@ -1,10 +1,8 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
-import aws4 from 'aws4';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 
 // AWS Signature Version 4 as S3 applies it (S3 API reference, "Authenticating
 // Requests (AWS Signature Version 4)"). The canonical request is built here,
-// exactly as S3 does for its clients; aws4 derives the signing key (with its
-// cache) and signs the string to sign.
+// exactly as S3 does for its clients, and signed with a cached signing key.
 
 export const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
@@ -63,6 +61,9 @@ export function canonicalUris(rawPath: string): string[] {
   return [...new Set([a, b, rawPath])];
 }
 
+/** A query name or value as signed: decoded and encoded again (as sent, when it holds only unreserved characters). */
+const canonicalPart = (s: string) => (UNRESERVED.test(s) ? s : uriEncode(safeDecode(s)));
+
 /** Canonical query string: decoded, re-encoded, sorted by name then value. */
 export function canonicalQuery(rawQuery: string, exclude?: string): string {
   if (!rawQuery) return '';
@@ -70,10 +71,9 @@ export function canonicalQuery(rawQuery: string, exclude?: string): string {
   for (const part of rawQuery.split('&')) {
     if (part === '') continue;
     const eq = part.indexOf('=');
-    const name = safeDecode(eq < 0 ? part : part.slice(0, eq));
-    const value = eq < 0 ? '' : safeDecode(part.slice(eq + 1));
+    const name = canonicalPart(eq < 0 ? part : part.slice(0, eq));
     if (name === exclude) continue;
-    pairs.push([uriEncode(name), uriEncode(value)]);
+    pairs.push([name, eq < 0 ? '' : canonicalPart(part.slice(eq + 1))]);
   }
   pairs.sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : x[1] < y[1] ? -1 : x[1] > y[1] ? 1 : 0));
   return pairs.map(([n, v]) => `${n}=${v}`).join('&');
@@ -111,18 +111,29 @@ export interface Scope {
 export const scopeString = (s: Scope) => `${s.date}/${s.region}/${s.service}/aws4_request`;
 
 /**
- * HMAC-SHA256 of `stringToSign` with the SigV4 signing key of `secret` for
- * `scope`, as lower-case hex. aws4's RequestSigner derives and caches the key.
+ * Signing keys by secret and scope: deriving one is four HMACs (S3 API
+ * reference, "Signature Calculations for the Authorization Header": kDate,
+ * kRegion, kService, kSigning), and a key serves every request of its day.
+ * Bounded, so a flood of requests naming many dates or regions cannot grow
+ * it; at the bound it starts over.
  */
+const signingKeys = new Map<string, Buffer>();
+const hmac = (key: string | Buffer, data: string | Buffer) => createHmac('sha256', key).update(data).digest();
+
+export function signingKey(secret: string, scope: Scope): Buffer {
+  const id = `${scope.date}/${scope.region}/${scope.service}/${secret}`;
+  let key = signingKeys.get(id);
+  if (!key) {
+    key = hmac(hmac(hmac(hmac(`AWS4${secret}`, scope.date), scope.region), scope.service), 'aws4_request');
+    if (signingKeys.size >= 1024) signingKeys.clear();
+    signingKeys.set(id, key);
+  }
+  return key;
+}
+
+/** HMAC-SHA256 of `stringToSign` with the SigV4 signing key of `secret` for `scope`, as lower-case hex. */
 export function signString(secret: string, scope: Scope, stringToSign: string): string {
-  const signer = new aws4.RequestSigner({ service: scope.service, region: scope.region, host: 'localhost', path: '/' }, { accessKeyId: '-', secretAccessKey: secret }) as unknown as {
-    getDate(): string;
-    stringToSign(): string;
-    signature(): string;
-  };
-  signer.getDate = () => scope.date;
-  signer.stringToSign = () => stringToSign;
-  return signer.signature();
+  return createHmac('sha256', signingKey(secret, scope)).update(stringToSign).digest('hex');
 }
 
 export function requestStringToSign(amzDate: string, scope: Scope, canonicalRequest: string | Buffer): string {

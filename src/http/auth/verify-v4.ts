@@ -115,15 +115,20 @@ export function authenticateV4(req: IncomingMessage, mode: AuthMode, authz: stri
   // UNSIGNED-PAYLOAD there (botocore, aws4): either is accepted, and a digest
   // in it is verified against the body.
   const payloadLines = p.presigned && payloadHash !== 'UNSIGNED-PAYLOAD' ? [payloadHash, 'UNSIGNED-PAYLOAD'] : [payloadHash];
+  // The first candidate is what nearly every client signs; which one matched
+  // is no secret, so the search stops there.
   let matched = false;
-  for (const [uri, line] of canonicalUris(rawPath).flatMap((u) => payloadLines.map((l) => [u, l] as const))) {
-    const creq = canonicalRequest(req.method ?? 'GET', uri, cq, headers, signedList, line);
-    // Header values hold the bytes sent (latin1): clients sign those bytes
-    // (raw UTF-8 on the wire), or the UTF-8 of the text they sent as latin1.
-    const forms: BufferEncoding[] = /[^\x00-\x7f]/.test(creq) ? ['latin1', 'utf8'] : ['latin1'];
-    for (const form of forms) {
-      const expected = signString(key.secretAccessKey, p.scope, requestStringToSign(p.amzDate, p.scope, Buffer.from(creq, form)));
-      matched = sameSignature(expected, p.signature) || matched;
+  search: for (const uri of canonicalUris(rawPath)) {
+    for (const line of payloadLines) {
+      const creq = canonicalRequest(req.method ?? 'GET', uri, cq, headers, signedList, line);
+      // Header values hold the bytes sent (latin1): clients sign those bytes
+      // (raw UTF-8 on the wire), or the UTF-8 of the text they sent as latin1.
+      // ASCII text hashes the same either way.
+      const forms: (string | Buffer)[] = /[^\x00-\x7f]/.test(creq) ? [Buffer.from(creq, 'latin1'), Buffer.from(creq, 'utf8')] : [creq];
+      for (const form of forms) {
+        matched = sameSignature(signString(key.secretAccessKey, p.scope, requestStringToSign(p.amzDate, p.scope, form)), p.signature);
+        if (matched) break search;
+      }
     }
   }
   if (!matched) throw new S3Error('SignatureDoesNotMatch', undefined, { fields: { AWSAccessKeyId: p.accessKeyId } });
