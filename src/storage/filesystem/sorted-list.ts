@@ -5,7 +5,7 @@ import { LRUCache } from 'lru-cache';
 import type { SortedListOptions } from '../backend.js';
 import { INTERNAL_PREFIX, decodeComponents, encodePrefixDir } from './names.js';
 import { ExternalSort } from './external-sort.js';
-import { FileDir, MemoryDir, compareEntries, compareFast, compareNames, entryBytes, entryOf, type DirEntry, type SortedDir } from './sorted-dir.js';
+import { FileDir, MemoryDir, compareEntries, compareFast, compareNames, entryBytes, entryOf, startIndices, type DirEntry, type SortedDir } from './sorted-dir.js';
 
 export { compareNames };
 
@@ -29,8 +29,6 @@ export { compareNames };
 
 /** Directories written this recently are read again: mtime granularity (coarse clocks, 1 s on some filesystems). */
 const RACY_MS = 2500;
-/** Decoded continuation pieces are at least this long (SEGMENT_MAX bytes of escapes, 3 bytes a character). */
-const MIN_PIECE_CHARS = 50;
 
 export interface SortedEntry {
   name: string;
@@ -197,24 +195,6 @@ export class SortedLister {
     }
   }
 
-  /**
-   * The entries of a directory (decoded names relative to `base`) that may
-   * hold names >= `bound`: those from the first one at or above it, preceded
-   * by directories whose prefix `bound` starts with.
-   */
-  private static async start(d: SortedDir, rel: string): Promise<number[]> {
-    const lo = await d.lowerBound(rel);
-    const before: number[] = [];
-    for (let j = lo - 1; j >= 0; j--) {
-      const e = d.at(j) ?? (await d.load(j));
-      if (e.dir && rel.startsWith(e.rel)) before.push(j);
-      // Only a continuation piece can hold `bound` while sorting below an
-      // entry that does not: it is a prefix of both, and pieces are long.
-      else if (commonPrefix(e.rel, rel) < MIN_PIECE_CHARS) break;
-    }
-    return before.reverse().concat(lo < d.length ? [lo] : []);
-  }
-
   private async *walk(dir: string, base: string, opts: SortedListOptions): AsyncGenerator<SortedEntry> {
     const d = await this.read(dir, opts.suffixes);
     if (!d) return;
@@ -226,7 +206,7 @@ export class SortedLister {
       const after = opts.startAfter ?? '';
       const bound = compareNames(after, prefix) > 0 ? after : prefix;
       let seq: number[];
-      if (bound.startsWith(base)) seq = await SortedLister.start(d, bound.slice(base.length));
+      if (bound.startsWith(base)) seq = await startIndices(d, bound.slice(base.length));
       else if (compareNames(bound, base) < 0) seq = [0];
       else return;
       // seq: explicit indices, the last of which continues to the end.
@@ -295,11 +275,4 @@ async function indexWrite<T>(work: Promise<T>): Promise<T> {
   } catch (err) {
     throw new IndexWriteError(`sorted listing index: ${(err as Error).message}`, { cause: err });
   }
-}
-
-function commonPrefix(a: string, b: string): number {
-  const n = Math.min(a.length, b.length);
-  let i = 0;
-  while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++;
-  return i;
 }
