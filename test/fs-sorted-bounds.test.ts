@@ -1,3 +1,4 @@
+import * as fsp from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { rng } from '../bench/corpus.js';
@@ -5,7 +6,8 @@ import { compareKeys } from '../src/engine/listing.js';
 import { FilesystemBackend } from '../src/storage/filesystem/fs-backend.js';
 import { encodeSegment } from '../src/storage/filesystem/names.js';
 import { MemoryDir, compareNames, compareEntries, entryOf, startIndices, type DirEntry, type SortedDir } from '../src/storage/filesystem/sorted-dir.js';
-import { TINY, collect, layOut, settle } from './helpers/fs-sorted.js';
+import { SortedLister } from '../src/storage/filesystem/sorted-list.js';
+import { TINY, collect, descriptors, indexFiles, layOut, settle, until } from './helpers/fs-sorted.js';
 import { tempDir } from './helpers/proxy.js';
 
 // The filesystem sorted listing's costs stay bounded: where a page starts,
@@ -97,4 +99,54 @@ t.test('pages deep among long shared-prefix names, from an index file, match a p
   }
   t.equal(bad, 0, 'every page matched');
   await b.close();
+});
+
+/** 300 names in one directory, 100 characters long: about 80 KB as entries in memory. */
+const LONG = Array.from({ length: 300 }, (_, i) => `p/${'n'.repeat(100)}${(i * 7919) % 1000}`);
+
+t.test('a directory of few but long names goes to an index file past a byte bound', async (t) => {
+  const root = path.join(await tempDir(t), 'data');
+  const opts = { ...TINY, memoryEntries: 1e6, runEntries: 1e6, spillBytes: 20_000 };
+  const b = new FilesystemBackend(root, { sortedList: opts });
+  await b.init();
+  await b.createBucket('bkt');
+  await layOut(root, LONG);
+  await settle();
+  t.same((await collect(b.listSorted('bkt', { prefix: 'p/' }))).map((x) => x.name), [...LONG].sort(compareKeys), 'in order (runs cut by bytes too, merged)');
+  t.equal((await indexFiles(root)).length, 1, 'sorted into an index file, and kept');
+  await b.close();
+});
+
+t.test('without room for an index file, a big directory is sorted in memory if the cache keeps it, refused if not', async (t) => {
+  const root = path.join(await tempDir(t), 'data');
+  await layOut(root, LONG);
+  await settle();
+  // Not a directory: every index write fails, as on a full disk.
+  const indexDir = path.join(await tempDir(t), 'index');
+  await fsp.writeFile(indexDir, 'x');
+  const list = (l: SortedLister) => collect(l.list(path.join(root, 'bkt'), { prefix: 'p/' }));
+  const fits = new SortedLister({ ...TINY, memoryBytes: 1 << 20, indexDir });
+  t.equal((await list(fits)).length, LONG.length, 'listed');
+  t.equal((await list(fits)).length, LONG.length, 'again');
+  t.equal(fits.reads, 1, 'from memory the second time: the directory is read once');
+  fits.close();
+
+  const tooBig = new SortedLister({ ...TINY, memoryBytes: 40_000, indexDir });
+  await t.rejects(list(tooBig), /takes more than the directory cache .* its index file cannot be written/, 'refused, not read and sorted for every page');
+  tooBig.close();
+});
+
+t.test('a directory read finishing after close is not kept, and its index file goes', async (t) => {
+  const root = path.join(await tempDir(t), 'data');
+  const b = new FilesystemBackend(root, { sortedList: TINY });
+  await b.init();
+  await b.createBucket('bkt');
+  await layOut(root, LONG);
+  await settle();
+  // Under way (past its first step) when the backend closes.
+  const listing = collect(b.listSorted('bkt', { prefix: 'p/' }));
+  await b.close();
+  t.equal((await listing).length, LONG.length, 'the listing under way finishes');
+  t.ok(await until(async () => (await indexFiles(root)).length === 0), 'its index file is removed');
+  await descriptors(t, root, 0, 'and closed');
 });

@@ -1,11 +1,12 @@
 import * as fsp from 'node:fs/promises';
 import path from 'node:path';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { rng } from '../bench/corpus.js';
 import { compareKeys } from '../src/engine/listing.js';
 import { FilesystemBackend } from '../src/storage/filesystem/fs-backend.js';
 import { encodeName } from '../src/storage/filesystem/names.js';
-import { HAS_PROC_FD, TINY, collect, indexFiles, layOut, openIndexes, settle, until } from './helpers/fs-sorted.js';
+import { SortedLister } from '../src/storage/filesystem/sorted-list.js';
+import { TINY, collect, descriptors, indexFiles, layOut, settle, until } from './helpers/fs-sorted.js';
 import { tempDir } from './helpers/proxy.js';
 
 // The filesystem's sorted listing against a plain sort of its unordered one:
@@ -91,12 +92,6 @@ t.test('a cached directory is read again when it changes', async (t) => {
 // blocks), with sizes made tiny so that a few thousand names take many runs,
 // blocks and evictions (./src/storage/filesystem/sorted-dir.ts).
 
-/** Open descriptors on index files come to `want` (Linux only: counted in /proc). */
-async function descriptors(t: Test, root: string, want: number, msg: string): Promise<void> {
-  if (!HAS_PROC_FD) return void t.pass(msg, { skip: 'no /proc/self/fd to count descriptors' });
-  t.ok(await until(async () => (await openIndexes(root)) === want), msg);
-}
-
 function bigNames(seed: number, count: number, top: string, nested = true): string[] {
   const r = rng(seed);
   const names = new Set<string>();
@@ -121,10 +116,23 @@ t.test('a big directory is listed from an index file, in order, from any marker'
   const want = (await collect(b.list('bkt'))).map((x) => x.name).sort(compareKeys);
   t.ok(want.length > 2000, `${want.length} names stored`);
   const got = async (prefix: string, startAfter?: string, suffixes?: string[]) => (await collect(b.listSorted('bkt', { prefix, startAfter, suffixes }))).map((x) => x.name);
-  // Two listings at once share one read of each directory.
   const [one, two] = await Promise.all([got('p/'), got('p/')]);
   t.same(one, want, 'whole');
   t.same(two, want, 'whole, at the same time');
+  // Two listings at once share one read of each directory: as many reads as one listing alone.
+  const lister = async () => {
+    const l = new SortedLister({ ...TINY, memoryBytes: 1 << 20, indexDir: await tempDir(t) });
+    await l.init();
+    return l;
+  };
+  const names = async (l: SortedLister) => (await collect(l.list(path.join(root, 'bkt'), { prefix: 'p/' }))).map((x) => x.name);
+  const [alone, together] = [await lister(), await lister()];
+  t.same(await names(alone), want);
+  t.same(await Promise.all([names(together), names(together)]), [want, want]);
+  t.ok(alone.reads > 1, `${alone.reads} directories read by one listing`);
+  t.equal(together.reads, alone.reads, 'and by two at the same time');
+  alone.close();
+  together.close();
   // The big directory, and the continuation piece 'LLL…' holding many names.
   t.equal((await indexFiles(root)).length, 2, 'an index file for each big directory');
   const r = rng(7);

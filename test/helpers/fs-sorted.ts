@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import path from 'node:path';
+import type { Test } from 'tap';
 import { encodeName } from '../../src/storage/filesystem/names.js';
 
 // Shared by the filesystem sorted-listing tests (test/fs-sorted-*.test.ts).
@@ -53,4 +54,10 @@ export async function until(what: () => Promise<boolean>): Promise<boolean> {
     await new Promise((r) => setTimeout(r, 20));
   }
   return false;
+}
+
+/** Open descriptors on index files come to `want` (Linux only: counted in /proc). */
+export async function descriptors(t: Test, root: string, want: number, msg: string): Promise<void> {
+  if (!HAS_PROC_FD) return void t.pass(msg, { skip: 'no /proc/self/fd to count descriptors' });
+  t.ok(await until(async () => (await openIndexes(root)) === want), msg);
 }

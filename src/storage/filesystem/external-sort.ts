@@ -165,3 +165,14 @@ export class ExternalSort {
     this.runs.length = 0;
   }
 }
+
+/** Writing an index file failed: the directory itself may be fine. */
+export class IndexWriteError extends Error {}
+
+export async function indexWrite<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    throw new IndexWriteError(`sorted listing index: ${(err as Error).message}`, { cause: err });
+  }
+}
