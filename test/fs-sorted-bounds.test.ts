@@ -1,9 +1,11 @@
 import * as fsp from 'node:fs/promises';
 import path from 'node:path';
+import { LRUCache } from 'lru-cache';
 import t from 'tap';
 import { rng } from '../bench/corpus.js';
 import { compareKeys } from '../src/engine/listing.js';
 import { FilesystemBackend } from '../src/storage/filesystem/fs-backend.js';
+import { ExternalSort } from '../src/storage/filesystem/external-sort.js';
 import { encodeSegment } from '../src/storage/filesystem/names.js';
 import { MemoryDir, compareNames, compareEntries, entryOf, startIndices, type DirEntry, type SortedDir } from '../src/storage/filesystem/sorted-dir.js';
 import { SortedLister } from '../src/storage/filesystem/sorted-list.js';
@@ -149,4 +151,20 @@ t.test('a directory read finishing after close is not kept, and its index file g
   t.equal((await listing).length, LONG.length, 'the listing under way finishes');
   t.ok(await until(async () => (await indexFiles(root)).length === 0), 'its index file is removed');
   await descriptors(t, root, 0, 'and closed');
+});
+
+t.test('runs larger than a read chunk merge whole (records cut by a chunk end)', async (t) => {
+  const blocks = new LRUCache<string, DirEntry[]>({ max: 1000 });
+  const sort = new ExternalSort({ indexDir: await tempDir(t), blockEntries: 100, blocks });
+  const r = rng(9);
+  const names = Array.from({ length: 3000 }, (_, i) => `${'é%'.repeat(Math.floor(r() * 38))}${i}`);
+  // Two runs of about 140 KB each (several 64 KB chunks), names escaped as on disk, under 200 bytes (not cut).
+  for (const half of [names.slice(0, 1500), names.slice(1500)]) await sort.addRun(half.map((n) => entryOf(encodeSegment(n, false)[0], false)!), true);
+  const d = await sort.finish('s');
+  d.hold();
+  const got: string[] = [];
+  for (let i = 0; i < d.length; i++) got.push((await d.load(i)).rel);
+  t.same(got, [...names].sort(compareNames));
+  d.drop();
+  d.release();
 });
