@@ -71,8 +71,7 @@ export class SortedLister {
   /** Bumped by close() and init(): a read started before then is not kept, nor one ending while closed. */
   private generation = 0;
   private closed = false;
-  /** Directories read from disk (neither cached nor joining a read under way). */
-  reads = 0;
+  private readCount = 0;
 
   constructor(opts: SortedListerOptions = {}) {
     const memoryBytes = opts.memoryBytes ?? 64 << 20;
@@ -90,6 +89,11 @@ export class SortedLister {
       maxSize: this.opts.blockBytes,
       sizeCalculation: (b) => b.reduce((n, e) => n + entryBytes(e), 64),
     });
+  }
+
+  /** Directories read from disk so far (neither cached nor joining a read under way). */
+  get reads(): number {
+    return this.readCount;
   }
 
   /** Removes index files a previous run left (at start-up: nothing refers to them). */
@@ -148,7 +152,7 @@ export class SortedLister {
   }
 
   private async readAndKeep(id: string, dir: string, suffixes: string[] | undefined, stamp: string, st: BigIntStats, entry: { waiters: number }, generation: number): Promise<SortedDir | null> {
-    this.reads++;
+    this.readCount++;
     try {
       const started = Date.now();
       let sorted;
