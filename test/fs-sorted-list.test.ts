@@ -5,18 +5,14 @@ import { rng } from '../bench/corpus.js';
 import { compareKeys } from '../src/engine/listing.js';
 import { FilesystemBackend } from '../src/storage/filesystem/fs-backend.js';
 import { encodeName } from '../src/storage/filesystem/names.js';
+import { SortedLister } from '../src/storage/filesystem/sorted-list.js';
+import { TINY, collect, descriptors, indexFiles, layOut, settle, until } from './helpers/fs-sorted.js';
 import { tempDir } from './helpers/proxy.js';
 
 // The filesystem's sorted listing against a plain sort of its unordered one:
 // random names over characters that sort around '/', '.', '%' and the
 // escapes, surrogate pairs against U+E000.., and segments long enough to be
 // cut into continuation pieces (./src/storage/filesystem/names.ts).
-
-async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
-  const out: T[] = [];
-  for await (const x of it) out.push(x);
-  return out;
-}
 
 const ALPHABET = ['a', 'b', '/', '.', '-', ' ', '%', '\x01', 'é', '\u{e000}', '😀', '.delta', '.meta'];
 
@@ -96,46 +92,6 @@ t.test('a cached directory is read again when it changes', async (t) => {
 // blocks), with sizes made tiny so that a few thousand names take many runs,
 // blocks and evictions (./src/storage/filesystem/sorted-dir.ts).
 
-const TINY = { memoryEntries: 60, runEntries: 45, blockEntries: 16, blockBytes: 8192 };
-
-/** Writes blobs as files directly (the backend's fsyncs would make thousands slow); returns those stored. */
-async function layOut(root: string, names: string[]): Promise<void> {
-  for (const n of names) {
-    const p = path.join(root, 'bkt', ...encodeName(n));
-    try {
-      await fsp.mkdir(path.dirname(p), { recursive: true });
-      await fsp.writeFile(p, 'x', { flag: 'wx' });
-    } catch {
-      // a name whose path is another name's directory, or the other way round
-    }
-  }
-}
-
-/** Past the window in which a changed directory is read again for every page: the next read is kept. */
-const settle = () => new Promise((r) => setTimeout(r, 2600));
-
-async function indexFiles(root: string): Promise<string[]> {
-  return (await fsp.readdir(path.join(root, '.list-index'))).sort();
-}
-
-/** Open descriptors of this process on index files. */
-async function openIndexes(root: string): Promise<number> {
-  let n = 0;
-  for (const fd of await fsp.readdir('/proc/self/fd').catch(() => [])) {
-    const to = await fsp.readlink(`/proc/self/fd/${fd}`).catch(() => '');
-    if (to.includes(path.join(root, '.list-index'))) n++;
-  }
-  return n;
-}
-
-async function until(what: () => Promise<boolean>): Promise<boolean> {
-  for (let i = 0; i < 100; i++) {
-    if (await what()) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return false;
-}
-
 function bigNames(seed: number, count: number, top: string, nested = true): string[] {
   const r = rng(seed);
   const names = new Set<string>();
@@ -160,10 +116,23 @@ t.test('a big directory is listed from an index file, in order, from any marker'
   const want = (await collect(b.list('bkt'))).map((x) => x.name).sort(compareKeys);
   t.ok(want.length > 2000, `${want.length} names stored`);
   const got = async (prefix: string, startAfter?: string, suffixes?: string[]) => (await collect(b.listSorted('bkt', { prefix, startAfter, suffixes }))).map((x) => x.name);
-  // Two listings at once share one read of each directory.
   const [one, two] = await Promise.all([got('p/'), got('p/')]);
   t.same(one, want, 'whole');
   t.same(two, want, 'whole, at the same time');
+  // Two listings at once share one read of each directory: as many reads as one listing alone.
+  const lister = async () => {
+    const l = new SortedLister({ ...TINY, memoryBytes: 1 << 20, indexDir: await tempDir(t) });
+    await l.init();
+    return l;
+  };
+  const names = async (l: SortedLister) => (await collect(l.list(path.join(root, 'bkt'), { prefix: 'p/' }))).map((x) => x.name);
+  const [alone, together] = [await lister(), await lister()];
+  t.same(await names(alone), want);
+  t.same(await Promise.all([names(together), names(together)]), [want, want]);
+  t.ok(alone.reads > 1, `${alone.reads} directories read by one listing`);
+  t.equal(together.reads, alone.reads, 'and by two at the same time');
+  alone.close();
+  together.close();
   // The big directory, and the continuation piece 'LLL…' holding many names.
   t.equal((await indexFiles(root)).length, 2, 'an index file for each big directory');
   const r = rng(7);
@@ -189,10 +158,10 @@ t.test('a big directory is listed from an index file, in order, from any marker'
   await layOut(root, plain);
   t.same(await got('a/'), plain.sort(compareKeys), 'plain names, merged');
   t.same(await got('p/', undefined, ['.meta']), want.filter((n) => n.endsWith('.meta')), 'suffix filter, whole');
-  t.equal(await openIndexes(root), (await indexFiles(root)).length, 'pages returned early let go of their indexes (one descriptor each, the cache’s)');
+  await descriptors(t, root, (await indexFiles(root)).length, 'pages returned early let go of their indexes (one descriptor each, the cache’s)');
   t.same((await b.listBuckets()).map((x) => x.name), ['bkt'], 'the index directory is not a bucket');
   await b.close();
-  t.ok(await until(async () => (await openIndexes(root)) === 0), 'closed');
+  await descriptors(t, root, 0, 'closed');
 });
 
 t.test('index files go when their directory changes or is evicted, not under a running listing', async (t) => {
@@ -223,11 +192,12 @@ t.test('index files go when their directory changes or is evicted, not under a r
   for (let n = await running.next(); !n.done; n = await running.next()) seen.push(n.value.name);
   t.same(seen, p1, 'the running listing finished on the index it started with');
   t.ok(await until(async () => (await indexFiles(root)).length === 1 && !(await indexFiles(root)).includes(first[0])), 'the old index file is gone');
-  t.ok(await until(async () => (await openIndexes(root)) === 1), 'and its descriptor closed');
+  await descriptors(t, root, 1, 'and its descriptor closed');
 
   // Another big directory evicts this one.
   t.ok((await got('q/')).length > 600);
-  t.ok(await until(async () => (await indexFiles(root)).length === 1 && (await openIndexes(root)) === 1), 'evicted: one index file left');
+  t.ok(await until(async () => (await indexFiles(root)).length === 1), 'evicted: one index file left');
+  await descriptors(t, root, 1, 'and one descriptor');
   t.same(await got('p/'), p2, 'read again after eviction');
 
   // A directory changed within the last instants is read for this listing only.

@@ -3,7 +3,7 @@ import * as fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { LRUCache } from 'lru-cache';
 import { INTERNAL_PREFIX } from './names.js';
-import { FileDir, compareEntries, compareFast, compareNames, entryOf, recordOf, type DirEntry } from './sorted-dir.js';
+import { FileDir, compareEntries, compareFast, compareNames, parseRecords, recordOf, type DirEntry } from './sorted-dir.js';
 
 // The external sort of a directory too big to sort in memory (./sorted-dir.ts):
 // its entries come in runs of bounded size, each sorted and written to a temp
@@ -12,36 +12,32 @@ import { FileDir, compareEntries, compareFast, compareNames, entryOf, recordOf, 
 
 /** Reads records one by one from a run file, a chunk at a time. */
 class RunReader {
-  private buf = Buffer.alloc(0);
-  private pos = 0;
+  /** Bytes read but not parsed yet: the start of a record cut by the chunk's end. */
+  private rest = Buffer.alloc(0);
   private off = 0;
-  private eof = false;
+  private entries: DirEntry[] = [];
+  private i = 0;
   head: DirEntry | undefined;
 
   constructor(private readonly fh: fsp.FileHandle) {}
 
   /** Moves to the next record; false at the end. */
   async next(): Promise<boolean> {
-    for (;;) {
-      const end = this.buf.indexOf(0, this.pos);
-      if (end >= 0) {
-        const e = entryOf(this.buf.toString('utf8', this.pos + 1, end), this.buf[this.pos] === 0x64);
-        this.pos = end + 1;
-        if (!e) continue;
-        this.head = e;
-        return true;
-      }
-      if (this.eof) {
+    while (this.i >= this.entries.length) {
+      const chunk = Buffer.allocUnsafe(1 << 16);
+      const { bytesRead } = await this.fh.read(chunk, 0, chunk.length, this.off);
+      if (bytesRead === 0) {
         this.head = undefined;
         return false;
       }
-      const chunk = Buffer.allocUnsafe(1 << 16);
-      const { bytesRead } = await this.fh.read(chunk, 0, chunk.length, this.off);
       this.off += bytesRead;
-      if (bytesRead === 0) this.eof = true;
-      this.buf = Buffer.concat([this.buf.subarray(this.pos), chunk.subarray(0, bytesRead)]);
-      this.pos = 0;
+      const buf = Buffer.concat([this.rest, chunk.subarray(0, bytesRead)]);
+      this.entries = [];
+      this.i = 0;
+      this.rest = buf.subarray(parseRecords(buf, this.entries));
     }
+    this.head = this.entries[this.i++];
+    return true;
   }
 }
 
@@ -163,5 +159,16 @@ export class ExternalSort {
   async discard(): Promise<void> {
     await Promise.all(this.runs.map((f) => fsp.rm(f, { force: true }).catch(() => {})));
     this.runs.length = 0;
+  }
+}
+
+/** Writing an index file failed: the directory itself may be fine. */
+export class IndexWriteError extends Error {}
+
+export async function indexWrite<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    throw new IndexWriteError(`sorted listing index: ${(err as Error).message}`, { cause: err });
   }
 }

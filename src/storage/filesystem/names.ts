@@ -100,3 +100,26 @@ export function decodeComponents(components: string[]): string | null {
   }
   return name;
 }
+
+/** Bytes of the longest escape unit or code point, the most a cut can leave unused (cut()). */
+const MAX_UNIT_BYTES = 4;
+
+/**
+ * Where a continuation piece cut from a decoded segment could end: the
+ * lengths (UTF-16 units) of its prefixes whose escaped form is too close to
+ * SEGMENT_MAX bytes to take one more unit. At most MAX_UNIT_BYTES of them, so
+ * a lister can look each up instead of scanning its neighbours.
+ */
+export function pieceEnds(seg: string): number[] {
+  const ends: number[] = [];
+  let bytes = 0;
+  let len = 0;
+  for (const c of seg) {
+    // eslint-disable-next-line no-control-regex
+    bytes += /^[%\x00-\x1f\x7f]$/.test(c) ? 3 : Buffer.byteLength(c);
+    len += c.length;
+    if (bytes > SEGMENT_MAX) break;
+    if (bytes > SEGMENT_MAX - MAX_UNIT_BYTES) ends.push(len);
+  }
+  return ends;
+}

@@ -1,6 +1,6 @@
 import * as fsp from 'node:fs/promises';
 import type { LRUCache } from 'lru-cache';
-import { decodeComponents } from './names.js';
+import { decodeComponents, pieceEnds } from './names.js';
 
 // One directory's entries in name order (./sorted-list.ts), held in one of
 // two ways. A directory of up to `memoryEntries` entries is an array in
@@ -102,7 +102,8 @@ export class MemoryDir implements SortedDir {
   drop(): void {}
 }
 
-function parseRecords(buf: Buffer, out: DirEntry[]): number {
+/** Appends the whole records of `buf` to `out`; returns the bytes they took (a partial record may follow). */
+export function parseRecords(buf: Buffer, out: DirEntry[]): number {
   let pos = 0;
   for (;;) {
     const end = buf.indexOf(0, pos);
@@ -111,6 +112,35 @@ function parseRecords(buf: Buffer, out: DirEntry[]): number {
     if (e) out.push(e);
     pos = end + 1;
   }
+}
+
+/**
+ * The entries of a directory that may hold names >= `rel` (relative to the
+ * directory): those from the first one at or above it, preceded by the
+ * directories sorting below it that `rel` starts with. Those can only be the
+ * directory `seg/` of rel's first segment, and continuation pieces (./names.ts)
+ * of that segment, which end where pieceEnds says: each is looked up by
+ * binary search, so a marker deep among long names sharing a prefix costs a
+ * few searches, not a walk back over its neighbours.
+ */
+export async function startIndices(d: SortedDir, rel: string): Promise<number[]> {
+  const slash = rel.indexOf('/');
+  const seg = slash < 0 ? rel : rel.slice(0, slash);
+  // Ascending, so their indices are too: each is a prefix of the next.
+  const prefixes = pieceEnds(seg).map((n) => rel.slice(0, n));
+  if (slash >= 0) prefixes.push(rel.slice(0, slash + 1));
+  const before: number[] = [];
+  for (const p of prefixes) {
+    if (p.length >= rel.length) break;
+    // A file and a piece may decode to the same name ('P' and 'P%+').
+    for (let i = await d.lowerBound(p); i < d.length; i++) {
+      const e = d.at(i) ?? (await d.load(i));
+      if (e.rel !== p) break;
+      if (e.dir) before.push(i);
+    }
+  }
+  const lo = await d.lowerBound(rel);
+  return lo < d.length ? [...before, lo] : before;
 }
 
 /** A record: the type byte and the name on disk, then NUL. */

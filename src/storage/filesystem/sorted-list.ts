@@ -4,8 +4,8 @@ import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { SortedListOptions } from '../backend.js';
 import { INTERNAL_PREFIX, decodeComponents, encodePrefixDir } from './names.js';
-import { ExternalSort } from './external-sort.js';
-import { FileDir, MemoryDir, compareEntries, compareFast, compareNames, entryBytes, entryOf, type DirEntry, type SortedDir } from './sorted-dir.js';
+import { ExternalSort, IndexWriteError, indexWrite } from './external-sort.js';
+import { FileDir, MemoryDir, compareEntries, compareFast, compareNames, entryBytes, entryOf, startIndices, type DirEntry, type SortedDir } from './sorted-dir.js';
 
 export { compareNames };
 
@@ -23,14 +23,16 @@ export { compareNames };
 // `P/`), so a directory's names come from a merge of its entries' streams,
 // started lazily: an entry is opened only once the merge reaches its prefix.
 //
-// A directory of more than `memoryEntries` entries is not held in memory but
-// sorted externally into an index file under `indexDir` (./sorted-dir.ts):
-// derived data, removed when its cache entry goes and at start-up.
+// A directory of more than `memoryEntries` entries, or whose entries take
+// more than `spillBytes` in memory, is not held in memory but sorted
+// externally into an index file under `indexDir` (./sorted-dir.ts): derived
+// data, removed when its cache entry goes and at start-up. When the index
+// cannot be written (a full disk), a directory is sorted in memory if it fits
+// the directory cache (and kept there), and its listing fails otherwise: a
+// directory the cache cannot keep would be read and sorted again for every page.
 
 /** Directories written this recently are read again: mtime granularity (coarse clocks, 1 s on some filesystems). */
 const RACY_MS = 2500;
-/** Decoded continuation pieces are at least this long (SEGMENT_MAX bytes of escapes, 3 bytes a character). */
-const MIN_PIECE_CHARS = 50;
 
 export interface SortedEntry {
   name: string;
@@ -43,6 +45,14 @@ export interface SortedListerOptions {
   indexDir?: string;
   /** Directories of up to this many (listed) entries are sorted in memory; bigger ones into an index file. */
   memoryEntries?: number;
+  /**
+   * Bytes of entries above which a directory goes to an index file too, and a
+   * run of the external sort is cut. Default a quarter of `memoryBytes`: a
+   * directory sorted in memory is then always kept in the directory cache,
+   * next to others, instead of read again for every page (150,000 long
+   * escaped names can take 40-165 MB).
+   */
+  spillBytes?: number;
   /** Entries per sorted run of an external sort (memory while reading a big directory). */
   runEntries?: number;
   /** Entries per block of an index file. */
@@ -58,9 +68,14 @@ export class SortedLister {
   private readonly blocks: LRUCache<string, DirEntry[]>;
   private readonly reading = new Map<string, { stamp: string; waiters: number; done: Promise<SortedDir | null> }>();
   private readonly opts: Required<Omit<SortedListerOptions, 'indexDir'>> & { indexDir?: string };
+  /** Bumped by close() and init(): a read started before then is not kept, nor one ending while closed. */
+  private generation = 0;
+  private closed = false;
+  private readCount = 0;
 
   constructor(opts: SortedListerOptions = {}) {
-    this.opts = { memoryEntries: 150_000, runEntries: 100_000, blockEntries: 512, memoryBytes: 64 << 20, blockBytes: 8 << 20, ...opts };
+    const memoryBytes = opts.memoryBytes ?? 64 << 20;
+    this.opts = { memoryEntries: 150_000, spillBytes: Math.floor(memoryBytes / 4), runEntries: 100_000, blockEntries: 512, memoryBytes, blockBytes: 8 << 20, ...opts };
     // A cached index file weighs at least 1/64 of the budget, whatever its
     // few block headers take: each holds an open file handle and its file on
     // disk, so at most 64 are kept.
@@ -76,9 +91,16 @@ export class SortedLister {
     });
   }
 
+  /** Directories read from disk so far (neither cached nor joining a read under way). */
+  get reads(): number {
+    return this.readCount;
+  }
+
   /** Removes index files a previous run left (at start-up: nothing refers to them). */
   async init(): Promise<void> {
     if (!this.opts.indexDir) return;
+    this.generation++;
+    this.closed = false;
     this.dirs.clear();
     await fsp.rm(this.opts.indexDir, { recursive: true, force: true });
     await fsp.mkdir(this.opts.indexDir, { recursive: true });
@@ -86,6 +108,8 @@ export class SortedLister {
 
   /** Lets go of cached directories (their index files go once no listing holds them). */
   close(): void {
+    this.generation++;
+    this.closed = true;
     this.dirs.clear();
     this.blocks.clear();
   }
@@ -100,6 +124,7 @@ export class SortedLister {
   /** The directory's entries in order, held for the caller (who must release it). */
   private async read(dir: string, suffixes: string[] | undefined): Promise<SortedDir | null> {
     const id = suffixes ? `${dir}\0${suffixes.join('\0')}` : dir;
+    const generation = this.generation;
     let st;
     try {
       st = await fsp.stat(dir, { bigint: true });
@@ -121,22 +146,23 @@ export class SortedLister {
       return pending.done;
     }
     const entry = { stamp, waiters: 0, done: Promise.resolve<SortedDir | null>(null) };
-    entry.done = this.readAndKeep(id, dir, suffixes, stamp, st, entry);
+    entry.done = this.readAndKeep(id, dir, suffixes, stamp, st, entry, generation);
     this.reading.set(id, entry);
     return entry.done;
   }
 
-  private async readAndKeep(id: string, dir: string, suffixes: string[] | undefined, stamp: string, st: BigIntStats, entry: { waiters: number }): Promise<SortedDir | null> {
+  private async readAndKeep(id: string, dir: string, suffixes: string[] | undefined, stamp: string, st: BigIntStats, entry: { waiters: number }, generation: number): Promise<SortedDir | null> {
+    this.readCount++;
     try {
       const started = Date.now();
       let sorted;
       try {
-        sorted = await this.readDir(dir, suffixes, stamp, true);
+        sorted = await this.readDir(dir, suffixes, stamp);
       } catch (err) {
-        // No room for the index (a full disk): sorted in memory, as a listing
-        // must not fail for want of derived data.
+        // No room for the index (a full disk): sorted in memory if small
+        // enough, as a listing should not fail for want of derived data.
         if (!(err instanceof IndexWriteError)) throw err;
-        sorted = await this.readDir(dir, suffixes, stamp, false);
+        sorted = await this.readDir(dir, suffixes, stamp, err);
       }
       if (!sorted) return null;
       // Held for each listing waiting, before any of them can let go.
@@ -144,9 +170,13 @@ export class SortedLister {
       // A directory changed in the last instants may change again within its
       // mtime's granularity: such a listing is used once, not kept.
       const changed = st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs;
-      if (Number(changed / 1_000_000n) < started - RACY_MS) this.dirs.set(id, sorted);
-      else this.dirs.delete(id);
-      // Not kept (racy, or bigger than the whole budget): its index goes after these listings.
+      // Closed meanwhile (or closed and started again): kept, it would hold
+      // its index file until the process exits; the cache is not ours to touch.
+      if (generation === this.generation && !this.closed) {
+        if (Number(changed / 1_000_000n) < started - RACY_MS) this.dirs.set(id, sorted);
+        else this.dirs.delete(id);
+      }
+      // Not kept (racy, closed, or bigger than the whole budget): its index goes after these listings.
       if (this.dirs.peek(id) !== sorted) sorted.drop();
       return sorted;
     } finally {
@@ -154,7 +184,8 @@ export class SortedLister {
     }
   }
 
-  private async readDir(dir: string, suffixes: string[] | undefined, stamp: string, spill: boolean): Promise<SortedDir | null> {
+  /** Sorted into an index file when big, unless that failed (`noIndex`): then in memory, up to the cache's size. */
+  private async readDir(dir: string, suffixes: string[] | undefined, stamp: string, noIndex?: IndexWriteError): Promise<SortedDir | null> {
     let handle;
     try {
       handle = await fsp.opendir(dir, { bufferSize: 1024 });
@@ -162,7 +193,8 @@ export class SortedLister {
       if (['ENOENT', 'ENOTDIR'].includes((err as NodeJS.ErrnoException).code ?? '')) return null;
       throw err;
     }
-    const { indexDir, memoryEntries, runEntries, blockEntries } = this.opts;
+    const { indexDir, memoryEntries, spillBytes, runEntries, blockEntries, memoryBytes } = this.opts;
+    const spill = indexDir !== undefined && !noIndex;
     let items: DirEntry[] = [];
     let bytes = 0;
     let wide = false;
@@ -181,10 +213,16 @@ export class SortedLister {
         if (!wide && /[\ud800-\udfff]/.test(e.rel)) wide = true;
         items.push(e);
         bytes += entryBytes(e);
-        if (spill && indexDir && items.length > (external ? runEntries : memoryEntries)) {
+        if (spill && (items.length > (external ? runEntries : memoryEntries) || bytes > spillBytes)) {
           external ??= new ExternalSort({ indexDir, blockEntries, blocks: this.blocks });
           await indexWrite(external.addRun(items, !wide));
           wide = false;
+          bytes = 0;
+        } else if (!spill && bytes > memoryBytes) {
+          // Not kept by the cache, so sorted again for every page: refused.
+          // A plain error, which S3 clients get as a 500 InternalError (and retry), logged with its cause.
+          const why = noIndex ? `its index file cannot be written (${noIndex.message})` : 'there is no index directory';
+          throw new Error(`sorted listing: ${dir} takes more than the directory cache (${memoryBytes} bytes) to sort in memory, and ${why}`, { cause: noIndex });
         }
       }
       if (!external) return new MemoryDir(stamp, items.sort(wide ? compareEntries : compareFast), bytes);
@@ -195,24 +233,6 @@ export class SortedLister {
       await external?.discard();
       throw err;
     }
-  }
-
-  /**
-   * The entries of a directory (decoded names relative to `base`) that may
-   * hold names >= `bound`: those from the first one at or above it, preceded
-   * by directories whose prefix `bound` starts with.
-   */
-  private static async start(d: SortedDir, rel: string): Promise<number[]> {
-    const lo = await d.lowerBound(rel);
-    const before: number[] = [];
-    for (let j = lo - 1; j >= 0; j--) {
-      const e = d.at(j) ?? (await d.load(j));
-      if (e.dir && rel.startsWith(e.rel)) before.push(j);
-      // Only a continuation piece can hold `bound` while sorting below an
-      // entry that does not: it is a prefix of both, and pieces are long.
-      else if (commonPrefix(e.rel, rel) < MIN_PIECE_CHARS) break;
-    }
-    return before.reverse().concat(lo < d.length ? [lo] : []);
   }
 
   private async *walk(dir: string, base: string, opts: SortedListOptions): AsyncGenerator<SortedEntry> {
@@ -226,7 +246,7 @@ export class SortedLister {
       const after = opts.startAfter ?? '';
       const bound = compareNames(after, prefix) > 0 ? after : prefix;
       let seq: number[];
-      if (bound.startsWith(base)) seq = await SortedLister.start(d, bound.slice(base.length));
+      if (bound.startsWith(base)) seq = await startIndices(d, bound.slice(base.length));
       else if (compareNames(bound, base) < 0) seq = [0];
       else return;
       // seq: explicit indices, the last of which continues to the end.
@@ -284,22 +304,4 @@ export class SortedLister {
       }
     }
   }
-}
-
-/** Writing an index file failed: the directory itself may be fine. */
-class IndexWriteError extends Error {}
-
-async function indexWrite<T>(work: Promise<T>): Promise<T> {
-  try {
-    return await work;
-  } catch (err) {
-    throw new IndexWriteError(`sorted listing index: ${(err as Error).message}`, { cause: err });
-  }
-}
-
-function commonPrefix(a: string, b: string): number {
-  const n = Math.min(a.length, b.length);
-  let i = 0;
-  while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++;
-  return i;
 }
