@@ -93,3 +93,21 @@ t.test('deleting the last gzip-form object of a deltaspace collects its referenc
   const left = await listFiles(path.join(data, 'bkt', 'rel')).catch(() => []);
   t.same(left.map((f) => f.rel), [], 'collected after the last one');
 });
+
+t.test('a client gone away stops the reference inflate at once: an abort, and its temp file gone with the error', async (t) => {
+  // No decoded cache: a decode into it is shared by its readers and outlives any one of them.
+  const { e } = await engine(t, { decodedCacheBytes: 0 });
+  await put(e, 'rel/v1.tgz', tgz(1));
+  t.equal((await put(e, 'rel/v2.tgz', tgz(2))).kind, 'gzip');
+  const ac = new AbortController();
+  ac.abort();
+  const meta = await e.headObject('bkt', 'rel/v2.tgz');
+  const err = await (async () => {
+    for await (const c of await e.openObject('bkt', meta, undefined, ac.signal)) void c;
+  })().then(
+    () => null,
+    (x: Error) => x,
+  );
+  t.equal(err?.name, 'AbortError', `${err?.name}: ${err?.message}`);
+  t.same((await fsp.readdir(e.tmpDir)).filter((f) => f.startsWith('gunzip')), [], 'the partly inflated reference is gone');
+});

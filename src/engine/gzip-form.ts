@@ -91,16 +91,19 @@ async function firstBytes(path: string, n: number): Promise<Buffer> {
 }
 
 /** Inflates a gzip file into a temp file (capped); null when it is not gzip or over the caps. */
-async function inflateToTemp(tmpDir: string, file: string, size: number, maxInflated: number): Promise<{ path: string; size: number; sha256: string } | null> {
+async function inflateToTemp(tmpDir: string, file: string, size: number, maxInflated: number, signal?: AbortSignal): Promise<{ path: string; size: number; sha256: string } | null> {
   const out = tempPath(tmpDir, 'gunzip');
   const gz = await open(file, 'r');
   const fh = await open(out, 'w');
   let ok = false;
   try {
-    const p = await inflateGzipFile(gz, fh, { maxInflated, maxRatio: Infinity, maxMembers: Infinity, fileSize: size, deadline: Infinity });
+    const p = await inflateGzipFile(gz, fh, { maxInflated, maxRatio: Infinity, maxMembers: Infinity, fileSize: size, deadline: Infinity, signal });
     ok = true;
     return { path: out, size: p.rawSize, sha256: p.rawSha256 };
   } catch (err) {
+    // A client gone away stops the inflate (checked at every step); that is
+    // not a reference that fails to inflate.
+    signal?.throwIfAborted();
     if (err instanceof GiveUp || err instanceof GzipFormatError) return null;
     throw err;
   } finally {
@@ -145,7 +148,7 @@ export class GzipKind {
       // Inside the try: the decompressed upload (analysis.rawFile) goes whatever fails.
       handle = await this.d.refs.open(bucket, ref, signal);
       inflated = (await firstBytes(handle.path, 3)).equals(Buffer.from([0x1f, 0x8b, 8]))
-        ? await inflateToTemp(this.d.tmpDir, handle.path, handle.size, this.opts.maxInflated)
+        ? await inflateToTemp(this.d.tmpDir, handle.path, handle.size, this.opts.maxInflated, signal)
         : null;
       const src = inflated ?? { path: handle.path, size: handle.size };
       await this.d.codec.encode(src.path, src.size, analysis.rawFile, out, signal);
@@ -183,7 +186,7 @@ export class GzipKind {
     };
     try {
       if (form.reference.inflate) {
-        inflated = await inflateToTemp(this.d.tmpDir, handle.path, handle.size, (form.reference.raw_size ?? 0) + 1);
+        inflated = await inflateToTemp(this.d.tmpDir, handle.path, handle.size, (form.reference.raw_size ?? 0) + 1, signal);
         if (!inflated || (form.reference.raw_sha256 && inflated.sha256 !== form.reference.raw_sha256)) {
           throw new IntegrityError(`${bucket}/${form.blob}: the reference no longer inflates to the bytes the delta was made against`);
         }
