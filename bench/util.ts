@@ -47,8 +47,12 @@ export function peakRss(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-/** A signed request; `text` keeps the first 1 MB of the response body (listings). */
-export function request(port: number, method: string, p: string, file?: string): Promise<{ status: number; sha: string; bytes: number; text: string; ttfb: number }> {
+/**
+ * A signed request; `text` keeps the first 1 MB of the response body
+ * (listings). With `discard`, the body is only counted, as a load client
+ * (`curl -o /dev/null`, wrk) does: `sha` is then empty.
+ */
+export function request(port: number, method: string, p: string, file?: string, discard = false): Promise<{ status: number; sha: string; bytes: number; text: string; ttfb: number }> {
   const t0 = process.hrtime.bigint();
   return new Promise((resolve, reject) => {
     const go = async () => {
@@ -62,11 +66,13 @@ export function request(port: number, method: string, p: string, file?: string):
         const kept: Buffer[] = [];
         res.on('data', (c: Buffer) => {
           if (bytes === 0) ttfb = Number(process.hrtime.bigint() - t0) / 1e9;
-          h.update(c);
-          if (bytes < 1 << 20) kept.push(c);
+          if (!discard) {
+            h.update(c);
+            if (bytes < 1 << 20) kept.push(c);
+          }
           bytes += c.length;
         });
-        res.on('end', () => resolve({ status: res.statusCode!, sha: h.digest('hex'), bytes, text: Buffer.concat(kept).toString(), ttfb }));
+        res.on('end', () => resolve({ status: res.statusCode!, sha: discard ? '' : h.digest('hex'), bytes, text: Buffer.concat(kept).toString(), ttfb }));
         res.on('error', reject);
       });
       req.on('error', reject);
