@@ -111,3 +111,13 @@ t.test('a client gone away stops the reference inflate at once: an abort, and it
   t.equal(err?.name, 'AbortError', `${err?.name}: ${err?.message}`);
   t.same((await fsp.readdir(e.tmpDir)).filter((f) => f.startsWith('gunzip')), [], 'the partly inflated reference is gone');
 });
+
+t.test('a reference Node zlib will not inflate (bytes after its last member) is inflated as before', async (t) => {
+  // No decoded cache, so every GET decodes again.
+  const { e } = await engine(t, { decodedCacheBytes: 0 });
+  await put(e, 'rel/v1.tgz', Buffer.concat([tgz(1), Buffer.from('trailing bytes')]));
+  const v2 = tgz(2);
+  t.equal((await put(e, 'rel/v2.tgz', v2)).kind, 'gzip');
+  t.equal(sha(await get(e, 'rel/v2.tgz')), sha(v2), 'byte-exact');
+  t.equal(sha(await get(e, 'rel/v2.tgz')), sha(v2), 'again');
+});

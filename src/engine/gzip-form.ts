@@ -6,6 +6,7 @@ import type { Backend } from '../storage/backend.js';
 import type { Codec } from './codec.js';
 import { analyzeGzip, gzipSelfTest, isGzipCandidate, rebuildGzip, recipeProblem, type GzipRecipe } from './gzip/index.js';
 import { GiveUp, inflateGzipFile } from './gzip/members.js';
+import { inflateKnown } from './gzip/native-inflate.js';
 import { GzipFormatError } from './gzip/reader.js';
 import { objectBlob } from './keys.js';
 import type { ReferenceRef, StoredForm } from './meta.js';
@@ -186,8 +187,13 @@ export class GzipKind {
     };
     try {
       if (form.reference.inflate) {
-        inflated = await inflateToTemp(this.d.tmpDir, handle.path, handle.size, (form.reference.raw_size ?? 0) + 1, signal);
-        if (!inflated || (form.reference.raw_sha256 && inflated.sha256 !== form.reference.raw_sha256)) {
+        // Native zlib when the bytes to expect are recorded (./gzip/native-inflate.ts), else pako.
+        const { raw_size: rawSize, raw_sha256: rawSha } = form.reference;
+        const out = tempPath(this.d.tmpDir, 'gunzip');
+        if (rawSize !== undefined && rawSha && (await inflateKnown(handle.path, out, rawSize, rawSha, signal))) {
+          inflated = { path: out, size: rawSize, sha256: rawSha };
+        } else inflated = await inflateToTemp(this.d.tmpDir, handle.path, handle.size, (rawSize ?? 0) + 1, signal);
+        if (!inflated || (rawSha && inflated.sha256 !== rawSha)) {
           throw new IntegrityError(`${bucket}/${form.blob}: the reference no longer inflates to the bytes the delta was made against`);
         }
       }
