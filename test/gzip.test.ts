@@ -6,6 +6,7 @@ import * as zlib from 'node:zlib';
 import t, { type Test } from 'tap';
 import { firstBlock, leadingBlocks, possibleMemLevels } from '../src/engine/gzip/first-block.js';
 import { analyzeGzip, gzipSelfTest, isGzipCandidate, rebuildGzip, type GzipRecipe } from '../src/engine/gzip/index.js';
+import { workersInUse } from '../src/engine/gzip/deflate-worker.js';
 import { FIXTURE_DIGESTS, fixtureInput, sha256 } from '../src/engine/gzip/selftest.js';
 
 const has = (cmd: string) => spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status === 0;
@@ -41,6 +42,8 @@ async function roundTrip(t: Test, dir: string, name: string, gz: Buffer, more: o
   t.equal(sha256(raw), sha256(zlib.gunzipSync(gz)), `${name}: raw bytes are the decompressed bytes`);
   const rebuilt = await collect(rebuildGzip(uneven(raw), JSON.parse(JSON.stringify(r.recipe)) as GzipRecipe));
   t.ok(rebuilt.equals(gz), `${name}: rebuilt byte for byte`);
+  // Every member through a deflate worker (what members of WORKER_MIN bytes and up take).
+  t.ok((await collect(rebuildGzip(uneven(raw), r.recipe, 0))).equals(gz), `${name}: rebuilt byte for byte in a worker`);
   t.equal(r.recipe.sha256, sha256(gz), `${name}: recipe names the original's digest`);
   return r.recipe;
 }
@@ -133,6 +136,23 @@ t.test('rebuild refuses raw data of the wrong length and unknown recipes', async
   await t.rejects(collect(rebuildGzip(Readable.from([input.subarray(0, 50_001)]), recipe)), /longer/);
   await t.rejects(collect(rebuildGzip(Readable.from([input]), { ...recipe, impl: { name: 'zopfli', version: '1' } })), /unknown deflate implementation/);
   await t.rejects(collect(rebuildGzip(Readable.from([input]), { ...recipe, format: 'gzip/9' } as unknown as GzipRecipe)), /unknown gzip recipe format/);
+});
+
+t.test('deflate workers: errors as on the event loop, and every rebuild lets go of its worker', async (t) => {
+  const dir = t.testdir();
+  const gz = zlib.gzipSync(input.subarray(0, 200_000));
+  const recipe = (await roundTrip(t, dir, 'w.gz', gz))!;
+  await t.rejects(collect(rebuildGzip(Readable.from([input.subarray(0, 199_999)]), recipe, 0)), /shorter/);
+  await t.rejects(collect(rebuildGzip(Readable.from([input.subarray(0, 200_001)]), recipe, 0)), /longer/);
+  // A reader that goes away mid-member.
+  const r = rebuildGzip(uneven(input.subarray(0, 200_000)), recipe, 0);
+  await new Promise<void>((resolve) => r.once('data', () => resolve()));
+  r.destroy();
+  // More rebuilds at once than there are workers: they wait their turn.
+  const many = await Promise.all(Array.from({ length: 5 }, () => collect(rebuildGzip(uneven(input.subarray(0, 200_000)), recipe, 0))));
+  t.ok(many.every((b) => b.equals(gz)), 'five at once, byte for byte');
+  for (let i = 0; i < 50 && workersInUse() > 0; i++) await new Promise((res) => setTimeout(res, 20));
+  t.equal(workersInUse(), 0, 'no worker left running');
 });
 
 t.test('decompression bombs are capped by ratio and by size', async (t) => {

@@ -1,47 +1,84 @@
 // Rebuilds the original gzip bytes from the decompressed bytes and a recipe, as a
 // stream: header, deflate output, trailer per member, then the tail. Memory stays at
 // one input step plus what pako holds for its window (under 1 MiB at memLevel 9).
+// Large members are deflated in a worker thread (./deflate-worker.ts), small ones
+// here: a worker's start costs more than a small member's deflate.
 import { Readable } from 'node:stream';
-import { newRawDeflate, recipeProblem, type GzipRecipe } from './recipe.js';
+import { WorkerDeflate } from './deflate-worker.js';
+import { newRawDeflate, recipeProblem, type DeflateParams, type GzipRecipe } from './recipe.js';
 
 const STEP = 64 * 1024;
+/** Members of at least this many decompressed bytes go to a worker, in steps of WORKER_STEP. */
+export const WORKER_MIN = 4 << 20;
+const WORKER_STEP = 1 << 20;
 
-async function* generate(raw: Readable, recipe: GzipRecipe): AsyncGenerator<Buffer> {
+interface Deflater {
+  push(data: Uint8Array, final: boolean): Promise<Buffer[]>;
+  err: number;
+  msg: string;
+  close(): Promise<void>;
+}
+
+/** pako on this thread, behind the worker's interface. */
+function localDeflate(params: DeflateParams): Deflater {
+  const d = newRawDeflate(params, STEP);
+  let out: Buffer[] = [];
+  d.onData = (c: Uint8Array) => void out.push(Buffer.from(c.buffer, c.byteOffset, c.byteLength));
+  d.onEnd = () => {};
+  return {
+    push(data, final) {
+      d.push(data, final);
+      const chunks = out;
+      out = [];
+      return Promise.resolve(chunks);
+    },
+    get err() {
+      return d.err;
+    },
+    get msg() {
+      return d.msg ?? '';
+    },
+    close: () => Promise.resolve(),
+  };
+}
+
+async function* generate(raw: Readable, recipe: GzipRecipe, workerMin: number): AsyncGenerator<Buffer> {
   const it = raw[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
   let carry: Buffer = Buffer.alloc(0);
   let done = false;
   try {
     for (const m of recipe.members) {
       yield Buffer.from(m.header, 'base64');
-      const d = newRawDeflate(m.params, STEP);
-      let out: Buffer[] = [];
-      let produced = 0;
-      d.onData = (c: Uint8Array) => {
-        produced += c.length;
-        out.push(Buffer.from(c.buffer, c.byteOffset, c.byteLength));
-      };
-      d.onEnd = () => {};
-      let left = m.rawSize;
-      while (left > 0) {
-        if (carry.length === 0) {
-          const n = await it.next();
-          if (n.done) throw new Error('decompressed data is shorter than the gzip recipe says');
-          carry = Buffer.isBuffer(n.value) ? n.value : Buffer.from(n.value);
-          continue;
+      const remote = m.rawSize >= workerMin;
+      const step = remote ? WORKER_STEP : STEP;
+      const d: Deflater = remote ? await WorkerDeflate.open(m.params, STEP) : localDeflate(m.params);
+      try {
+        let produced = 0;
+        let left = m.rawSize;
+        while (left > 0) {
+          if (carry.length === 0) {
+            const n = await it.next();
+            if (n.done) throw new Error('decompressed data is shorter than the gzip recipe says');
+            carry = Buffer.isBuffer(n.value) ? n.value : Buffer.from(n.value);
+            continue;
+          }
+          const take = carry.subarray(0, Math.min(left, carry.length, step));
+          carry = carry.subarray(take.length);
+          left -= take.length;
+          for (const c of await d.push(take, false)) {
+            produced += c.length;
+            yield c;
+          }
         }
-        const take = carry.subarray(0, Math.min(left, carry.length, STEP));
-        carry = carry.subarray(take.length);
-        left -= take.length;
-        d.push(take, false);
-        if (out.length > 0) {
-          yield* out;
-          out = [];
+        for (const c of await d.push(new Uint8Array(0), true)) {
+          produced += c.length;
+          yield c;
         }
+        if (d.err !== 0) throw new Error(`deflate failed: ${d.msg}`);
+        if (produced !== m.deflateSize) throw new Error('rebuilt deflate stream differs in size from the recipe');
+      } finally {
+        await d.close();
       }
-      d.push(new Uint8Array(0), true);
-      if (d.err !== 0) throw new Error(`deflate failed: ${d.msg}`);
-      yield* out;
-      if (produced !== m.deflateSize) throw new Error('rebuilt deflate stream differs in size from the recipe');
       yield Buffer.from(m.trailer, 'hex');
     }
     if (carry.length > 0 || !(await it.next()).done) {
@@ -54,8 +91,11 @@ async function* generate(raw: Readable, recipe: GzipRecipe): AsyncGenerator<Buff
   }
 }
 
-/** Gzip bytes out of decompressed bytes in; errors (never wrong bytes silently) on a mismatch of sizes. */
-export function rebuildGzip(raw: Readable, recipe: GzipRecipe): Readable {
+/**
+ * Gzip bytes out of decompressed bytes in; errors (never wrong bytes silently) on a
+ * mismatch of sizes. `workerMin`: members from this size on are deflated in a worker.
+ */
+export function rebuildGzip(raw: Readable, recipe: GzipRecipe, workerMin = WORKER_MIN): Readable {
   const problem = recipeProblem(recipe);
   if (problem) {
     raw.destroy();
@@ -63,5 +103,5 @@ export function rebuildGzip(raw: Readable, recipe: GzipRecipe): Readable {
     process.nextTick(() => r.destroy(new Error(problem)));
     return r;
   }
-  return Readable.from(generate(raw, recipe), { objectMode: false });
+  return Readable.from(generate(raw, recipe, workerMin), { objectMode: false });
 }
