@@ -239,3 +239,24 @@ t.test('an upload-time encoder stopped between writes does not stall the upload'
   t.equal(got?.teed, false, 'and knows the encoder did not get them all');
   await got?.dispose();
 });
+
+t.test('an upload-time encoder does not keep its output in memory', async (t) => {
+  // execa 9 buffers a stdout redirected to a file as a string too, unless
+  // told not to: for random data the delta is as large as the upload.
+  const dir = await tempDir(t);
+  const ref = path.join(dir, 'ref');
+  await fsp.writeFile(ref, randomBytes(MIB));
+  const codec = new Codec({ binary: 'xdelta3', level: 1, secondary: 'none', maxWindow: 64 * MIB, pool: { maxProcesses: 1 } });
+  const out = path.join(dir, 'out');
+  const enc = codec.encodeStream(ref, MIB, out)!;
+  const before = process.memoryUsage().heapUsed;
+  let peak = before;
+  const sample = setInterval(() => (peak = Math.max(peak, process.memoryUsage().heapUsed)), 10);
+  for (let i = 0; i < 48; i++) if (!enc.stdin.write(randomBytes(MIB))) await new Promise((r) => enc.stdin.once('drain', r));
+  enc.stdin.end();
+  await enc.done;
+  peak = Math.max(peak, process.memoryUsage().heapUsed);
+  clearInterval(sample);
+  t.ok((await fsp.stat(out)).size > 40 * MIB, 'the delta of random data is about its size');
+  t.ok(peak - before < 24 * MIB, `heap grew ${((peak - before) / MIB).toFixed(1)} MiB while ~48 MiB of delta went to the file`);
+});

@@ -133,7 +133,9 @@ export class Codec {
     let kill = () => {};
     const slot = this.pool.tryAcquire(this.charge('encode', refSize), () => kill());
     if (!slot) return null;
-    const child = execa(this.opts.binary, this.encodeArgs(ref, refSize), { stdin: 'pipe', stdout: { file: out }, stderr: 'pipe' });
+    // buffer: execa 9 also keeps a stdout sent to a file in memory, as a
+    // string (the whole delta: as large as the upload for compressed data).
+    const child = execa(this.opts.binary, this.encodeArgs(ref, refSize), { stdin: 'pipe', stdout: { file: out }, stderr: 'pipe', buffer: { stdout: false, stderr: true } });
     kill = () => void child.kill();
     const done = child.then(
       () => slot.release(),

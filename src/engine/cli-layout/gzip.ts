@@ -45,7 +45,8 @@ async function gnuGzip(raw: string, want: Want, tmpDir: string, signal?: AbortSi
   for (const level of LEVELS) {
     const out = tempPath(tmpDir, 'cli-gzip');
     try {
-      await execa('gzip', ['-c', '-n', `-${level}`], { stdin: { file: raw }, stdout: { file: out }, cancelSignal: signal });
+      // buffer: execa 9 would also keep the whole output in memory as a string.
+      await execa('gzip', ['-c', '-n', `-${level}`], { stdin: { file: raw }, stdout: { file: out }, cancelSignal: signal, buffer: { stdout: false, stderr: true } });
     } catch {
       // No gzip binary, or it failed: nothing to offer.
       await fsp.rm(out, { force: true });
