@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
-import type { DeflateParams } from './recipe.js';
+import { rawDeflateOptions, type DeflateParams } from './recipe.js';
 
 // pako's deflate in a worker thread, for large members (./rebuild.ts).
 //
@@ -93,9 +93,9 @@ export class WorkerDeflate {
       throw err;
     }
     const d = new WorkerDeflate(worker, release);
-    const init = { level: params.level, memLevel: params.memLevel, strategy: params.strategy, windowBits: params.windowBits, legacyHash: params.legacyHash, raw: true, chunkSize };
     try {
-      await d.call({ init });
+      // The very options the event-loop path uses: the output must be the same byte for byte.
+      await d.call({ init: rawDeflateOptions(params, chunkSize) });
     } catch (err) {
       await d.close();
       throw err;

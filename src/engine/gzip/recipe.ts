@@ -118,15 +118,12 @@ export function candidateParams(xfl: number, previous?: DeflateParams): DeflateP
   return out;
 }
 
-/** A raw-deflate (no zlib/gzip wrapper) pako stream with these parameters. */
+/** pako's options for a raw-deflate (no zlib/gzip wrapper) stream with these parameters (also sent to ./deflate-worker.ts). */
+export function rawDeflateOptions(p: DeflateParams, chunkSize: number) {
+  return { level: p.level, memLevel: p.memLevel, strategy: p.strategy as Z_Strategy, windowBits: p.windowBits, legacyHash: p.legacyHash, raw: true, chunkSize };
+}
+
+/** A raw-deflate pako stream with these parameters. */
 export function newRawDeflate(p: DeflateParams, chunkSize: number): Deflate {
-  return new Deflate({
-    level: p.level,
-    memLevel: p.memLevel,
-    strategy: p.strategy as Z_Strategy,
-    windowBits: p.windowBits,
-    legacyHash: p.legacyHash,
-    raw: true,
-    chunkSize,
-  });
+  return new Deflate(rawDeflateOptions(p, chunkSize));
 }
