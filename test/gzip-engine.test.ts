@@ -94,10 +94,12 @@ t.test('deleting the last gzip-form object of a deltaspace collects its referenc
   t.same(left.map((f) => f.rel), [], 'collected after the last one');
 });
 
-t.test('a client gone away stops the reference inflate at once: an abort, and its temp file gone with the error', async (t) => {
+t.test('a client gone away while the reference inflates with pako: the error is an abort, and no temp file is left', async (t) => {
   // No decoded cache: a decode into it is shared by its readers and outlives any one of them.
   const { e } = await engine(t, { decodedCacheBytes: 0 });
-  await put(e, 'rel/v1.tgz', tgz(1));
+  // Bytes after the reference's last member: Node's zlib refuses it, so
+  // pako's inflate runs (the zlib path's abort: gzip-native-inflate.test.ts).
+  await put(e, 'rel/v1.tgz', Buffer.concat([tgz(1), Buffer.from('trailing bytes')]));
   t.equal((await put(e, 'rel/v2.tgz', tgz(2))).kind, 'gzip');
   const ac = new AbortController();
   ac.abort();
