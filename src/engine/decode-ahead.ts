@@ -72,8 +72,6 @@ export class DecodeAhead extends Readable {
   private stopWaiting?: () => void;
   /** Paused because too much waits to be written (MAX_UNWRITTEN). */
   private writesBehind = false;
-  /** Most bytes that waited to be written at once (tests). */
-  maxUnwritten = 0;
 
   constructor(
     private readonly file: string,
@@ -122,9 +120,7 @@ export class DecodeAhead extends Readable {
         if (!this.destroyed && !this.writesBehind) this.src!.resume();
       });
     }
-    const unwritten = this.queued - this.written;
-    this.maxUnwritten = Math.max(this.maxUnwritten, unwritten);
-    if (unwritten > MAX_UNWRITTEN && !this.writesBehind) {
+    if (this.queued - this.written > MAX_UNWRITTEN && !this.writesBehind) {
       this.writesBehind = true;
       this.src!.pause();
     }
