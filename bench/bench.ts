@@ -6,7 +6,7 @@ import path from 'node:path';
 import { release, type CorpusKind } from './corpus.js';
 import { compaction } from './compaction.js';
 import { deltaGet } from './delta-get.js';
-import { directPut } from './direct-put.js';
+import { directPut, unrelatedPut } from './direct-put.js';
 import { soak } from './soak.js';
 import { listing } from './listing.js';
 import { s3Listing } from './s3-listing.js';
@@ -167,7 +167,10 @@ async function main() {
   try {
     if (runs('corpus')) await corpus(work);
     if (LARGE_MB > 0 && runs('large')) await large(work);
-    if (runs('directput')) await directPut(work);
+    if (runs('directput')) {
+      await directPut(work);
+      await unrelatedPut(work);
+    }
     if (runs('deltaget')) await deltaGet(work);
     if (runs('compaction')) await compaction(work);
     if (runs('small')) await small(work);

@@ -4,6 +4,7 @@ import * as fsp from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { execa } from 'execa';
 import { fmt, peakRss, request, startProxy, table, timed, writeRandom } from './util.js';
 
 // Direct PUTs (issue goal: ≥ 0.9× a bare Node receiver doing the same
@@ -81,4 +82,41 @@ export async function directPut(work: string, sizeMb = 100, rounds = 5): Promise
     ],
   );
   console.log(`proxy peak RSS: ${fmt(rss)} MB`);
+}
+
+/**
+ * A delta-eligible PUT with little in common with its deltaspace's
+ * reference (a fresh compressed archive, an encrypted dump): the delta is
+ * not worth keeping, and the encoder is stopped once its output reaches
+ * max_delta_ratio of the object (src/engine/codec.ts, OutputLimit). Beside
+ * it: a direct PUT of the same file, and the full `xdelta3 -e -9` of the
+ * same pair, which is what each such PUT cost before the stop.
+ */
+export async function unrelatedPut(work: string, sizeMb = 32): Promise<void> {
+  const ref = path.join(work, 'unrel-ref.bin');
+  const file = path.join(work, 'unrel.bin');
+  await writeRandom(ref, sizeMb * MB);
+  await writeRandom(file, sizeMb * MB);
+  const data = path.join(work, 'unrel-data');
+  const proxy = await startProxy(data);
+  await request(proxy.port, 'PUT', '/unrel');
+  if ((await request(proxy.port, 'PUT', '/unrel/rel/v1.zip', ref)).status !== 200) throw new Error('seed PUT failed');
+  const [r, delta] = await timed(() => request(proxy.port, 'PUT', '/unrel/rel/v2.zip', file));
+  const stored = (await fsp.readdir(path.join(data, 'unrel', 'rel'))).filter((n) => n.startsWith('v2.zip.') && n.endsWith('.bin'));
+  if (r.status !== 200 || !stored.every((n) => n.endsWith('.direct.bin'))) throw new Error(`unrelated PUT: ${r.status}, stored as ${stored.join(', ')}`);
+  const [, direct] = await timed(() => request(proxy.port, 'PUT', '/unrel/raw/v2.raw', file));
+  proxy.child.kill('SIGTERM');
+  await proxy.child;
+  const out = path.join(work, 'unrel.vcd');
+  const [, full] = await timed(() => execa('xdelta3', ['-e', '-A', '-f', '-D', '-B', String(64 * MB), '-9', '-s', ref, file, out]));
+  await Promise.all([ref, file, out, data].map((p) => fsp.rm(p, { recursive: true, force: true })));
+  console.log(`\nA delta-eligible PUT of ${sizeMb} MiB unrelated to the reference (random bytes): the encode stops once the delta reaches max_delta_ratio (0.5) and the object is stored direct.`);
+  table(
+    ['case', 'seconds', 'vs direct PUT'],
+    [
+      ['delta-eligible PUT (stored direct)', fmt(delta, 2), fmt(delta / direct, 1) + '×'],
+      ['direct PUT of the same file', fmt(direct, 2), '-'],
+      ['full xdelta3 -e -9 of the pair (the cost without the stop)', fmt(full, 2), fmt(full / direct, 1) + '×'],
+    ],
+  );
 }

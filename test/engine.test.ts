@@ -63,6 +63,42 @@ t.test('delta not worth it: stored direct', async (t) => {
   t.equal((await get(e, 'r/empty.zip')).length, 0);
 });
 
+t.test('an encode is stopped once its delta reaches max_delta_ratio, before and after the upload arrives', async (t) => {
+  // Unrelated, incompressible bytes: each 8 MiB window of xdelta3's output
+  // is a little over 8 MiB, so the first one already reaches half of 16 MiB.
+  const { e } = await engine(t);
+  const size = 16 << 20;
+  const a = randomBytes(size);
+  await put(e, 's/a.zip', a);
+  const before = e.codec.stats;
+  const b = randomBytes(size);
+  t.equal((await put(e, 's/b.zip', b)).kind, 'direct', 'encoded after the upload: stored direct');
+  t.equal(e.codec.stats.stoppedEarly, before.stoppedEarly + 1, 'the encode was stopped');
+  t.equal(sha(await get(e, 's/b.zip')), sha(b));
+
+  const c = randomBytes(size);
+  const pre = await e.prepareDelta('bkt', 's/c.zip', size);
+  t.ok(pre, 'an encoder while the upload arrives');
+  const runs = e.codec.stats.runs;
+  const spooled = await e.spool(Readable.from([c.subarray(0, 1 << 20), c.subarray(1 << 20)]), { tee: pre!.sink });
+  try {
+    const meta = await e.putObject({ bucket: 'bkt', key: 's/c.zip', body: spooled, headers: {}, userMetadata: {}, checksums: {}, pre: pre! });
+    t.equal(meta.kind, 'direct', 'encoded while arriving: stored direct');
+  } finally {
+    await spooled.dispose();
+    await pre!.cancel();
+  }
+  t.equal(e.codec.stats.stoppedEarly, before.stoppedEarly + 2, 'that encode was stopped too');
+  t.equal(e.codec.stats.runs, runs + 1, 'and not run again after the upload');
+  t.equal(sha(await get(e, 's/c.zip')), sha(c));
+
+  // A close version of the reference is not stopped.
+  const d = Buffer.from(a);
+  d.write('a small change', 1000);
+  t.equal((await put(e, 's/d.zip', d)).kind, 'delta');
+  t.equal(e.codec.stats.stoppedEarly, before.stoppedEarly + 2);
+});
+
 t.test('non-eligible keys are direct; overwrite switches kind and frees the reference', async (t) => {
   const { e, data } = await engine(t);
   t.equal((await put(e, 'k/photo.jpg', Buffer.from('jpeg'))).kind, 'direct');

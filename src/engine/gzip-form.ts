@@ -152,7 +152,8 @@ export class GzipKind {
         ? await inflateToTemp(this.d.tmpDir, handle.path, handle.size, this.opts.maxInflated, signal)
         : null;
       const src = inflated ?? { path: handle.path, size: handle.size };
-      await this.d.codec.encode(src.path, src.size, analysis.rawFile, out, signal);
+      // Stopped at the limit: not worth it (Codec.encode).
+      if (!(await this.d.codec.encode(src.path, src.size, analysis.rawFile, out, signal, { limit: this.d.maxDeltaRatio * body.size }))) return null;
       const { size } = await stat(out);
       if (size / body.size >= this.d.maxDeltaRatio) return null;
       const blob = objectBlob(key, 'delta', id);

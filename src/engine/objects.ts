@@ -229,7 +229,6 @@ export class Objects {
   async storeDelta(bucket: string, key: string, space: string, body: Spooled, id: string, pre?: PreEncode, run: { signal?: AbortSignal; background?: boolean } = {}): Promise<{ written: Written | null; seeded: boolean; busy?: boolean }> {
     const { ref, created: seeded } = await this.d.refs.ensure(bucket, space, body, key);
     if (seeded) this.d.usage?.(bucket, null, referenceUsage(ref));
-    // Only an encoder that saw every byte of this very body can stand for it.
     if (!seeded && this.d.gzip) {
       // A gzip upload whose decompressed bytes reproduce: a delta of those (./gzip-form.ts).
       const refRef = { blob: ref.blob, sha256: ref.sha256, size: ref.size, ...(ref.blob_etag ? { etag: ref.blob_etag } : {}) };
@@ -240,7 +239,16 @@ export class Objects {
       // (An overlapped plain encode, if any, is cancelled by the caller.)
       if (form) return { written: { form, ref }, seeded };
     }
-    const preFile = pre && body.teed && pre.refSha === ref.sha256 ? await pre.finish() : null;
+    const same = pre && pre.refSha === ref.sha256;
+    // Waited for only when it saw every byte (an encoder the tee dropped may not be done).
+    const preDone = same && body.teed ? await pre.finish() : null;
+    // An encoder stopped at the limit saw a prefix of this body (the tee
+    // feeds it in order), and its delta had already reached the size at
+    // which the whole one is dropped.
+    const stopped = typeof preDone === 'object' && preDone ? preDone.stopped : same ? pre.stopped() : null;
+    if (stopped !== null && stopped / body.size >= this.d.opts.maxDeltaRatio) return { written: null, seeded };
+    // Only an encoder that saw every byte of this very body can stand for it.
+    const preFile = typeof preDone === 'string' ? preDone : null;
     this.d.log.debug?.({ bucket, key, overlapped: !!preFile }, 'delta encode');
     let out = preFile;
     let handle;
@@ -249,7 +257,9 @@ export class Objects {
         handle = await this.d.refs.open(bucket, ref);
         out = tempPath(this.d.opts.tmpDir, 'delta');
         try {
-          await this.d.codec.encode(handle.path, handle.size, body.path, out, run.signal, { nice: run.background });
+          // Stopped at the limit: the delta is not worth it (Codec.encode).
+          const complete = await this.d.codec.encode(handle.path, handle.size, body.path, out, run.signal, { nice: run.background, limit: this.d.opts.maxDeltaRatio * body.size });
+          if (!complete) return { written: null, seeded };
         } catch (err) {
           // The codec pool is full: the body has arrived already, so keep it
           // as a direct object rather than answer SlowDown after the upload.

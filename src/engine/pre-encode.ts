@@ -27,7 +27,7 @@ export async function prepareDelta(deps: PreEncodeDeps, bucket: string, key: str
   const handle = await refs.open(bucket, ref).catch(() => null);
   if (!handle) return null;
   const out = tempPath(opts.tmpDir, 'pre-delta');
-  const enc = codec.encodeStream(handle.path, handle.size, out);
+  const enc = codec.encodeStream(handle.path, handle.size, out, opts.maxDeltaRatio * size);
   // No codec slot free now: the upload is encoded after it arrives.
   if (!enc) {
     handle.release();
@@ -42,7 +42,8 @@ export async function prepareDelta(deps: PreEncodeDeps, bucket: string, key: str
   return {
     sink: enc.stdin,
     refSha: ref.sha256,
-    finish: () => enc.done.then(() => out, () => null),
+    finish: () => enc.done.then((complete) => (complete ? out : { stopped: enc.seen() }), () => null),
+    stopped: () => enc.stopped(),
     cancel: async () => {
       enc.kill();
       await enc.done.catch(() => {});

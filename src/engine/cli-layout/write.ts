@@ -97,7 +97,8 @@ export async function putCli(d: CliWriteDeps, bucket: string, backendBucket: str
         if (ref.seeded) await d.codec.encode(body.path, body.size, body.path, out);
         else {
           handle = await d.cache.acquire(backendBucket, refName, ref.sha256);
-          await d.codec.encode(handle.path, handle.size, body.path, out);
+          // Stopped at the limit: the delta is not worth it (Codec.encode).
+          if (!(await d.codec.encode(handle.path, handle.size, body.path, out, undefined, { limit: d.opts.maxDeltaRatio * body.size }))) return null;
         }
         const deltaSize = (await fsp.stat(out)).size;
         // The CLI stores a poor delta anyway (with a warning); the proxy keeps

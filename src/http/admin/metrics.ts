@@ -20,12 +20,13 @@ export interface CodecPoolStats {
   runs: number;
   totalMs: number;
   refused?: number;
+  stoppedEarly?: number;
 }
 
 export function codecPoolStats(engine: Engine): CodecPoolStats | null {
   const s = (engine.codec as unknown as { stats?: Partial<CodecPoolStats> }).stats;
   if (!s || typeof s.running !== 'number' || typeof s.queued !== 'number') return null;
-  return { running: s.running, queued: s.queued, memoryBytes: s.memoryBytes, runs: s.runs ?? 0, totalMs: s.totalMs ?? 0, refused: s.refused };
+  return { running: s.running, queued: s.queued, memoryBytes: s.memoryBytes, runs: s.runs ?? 0, totalMs: s.totalMs ?? 0, refused: s.refused, stoppedEarly: s.stoppedEarly };
 }
 
 /** A counter whose value is read from elsewhere at scrape time. */
@@ -68,6 +69,7 @@ export class Metrics {
     const codec = () => codecPoolStats(engine);
     mirroredCounter(this.registry, 'deltaglider_codec_runs_total', 'xdelta3 runs (encodes and decodes) finished', () => codec()?.runs);
     mirroredCounter(this.registry, 'deltaglider_codec_seconds_total', 'Wall time of finished xdelta3 runs, seconds', () => (codec() ? codec()!.totalMs / 1000 : undefined));
+    mirroredCounter(this.registry, 'deltaglider_codec_encodes_stopped_total', 'Delta encodes stopped once the delta reached max_delta_ratio of the object, which is then stored direct', () => codec()?.stoppedEarly);
     mirroredCounter(this.registry, 'deltaglider_codec_refused_total', 'Codec jobs refused because the queue was full (503 SlowDown)', () => codec()?.refused);
     const gauge = (name: string, help: string, read: () => number | undefined) =>
       new Gauge({
