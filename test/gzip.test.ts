@@ -6,7 +6,9 @@ import * as zlib from 'node:zlib';
 import t, { type Test } from 'tap';
 import { firstBlock, leadingBlocks, possibleMemLevels } from '../src/engine/gzip/first-block.js';
 import { analyzeGzip, gzipSelfTest, isGzipCandidate, rebuildGzip, type GzipRecipe } from '../src/engine/gzip/index.js';
-import { workersInUse } from '../src/engine/gzip/deflate-worker.js';
+import { workersAwaited, workersInUse } from '../src/engine/gzip/deflate-worker.js';
+import { availableParallelism } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import { FIXTURE_DIGESTS, fixtureInput, sha256 } from '../src/engine/gzip/selftest.js';
 
 const has = (cmd: string) => spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status === 0;
@@ -153,6 +155,32 @@ t.test('deflate workers: errors as on the event loop, and every rebuild lets go 
   t.ok(many.every((b) => b.equals(gz)), 'five at once, byte for byte');
   for (let i = 0; i < 50 && workersInUse() > 0; i++) await new Promise((res) => setTimeout(res, 20));
   t.equal(workersInUse(), 0, 'no worker left running');
+});
+
+t.test('deflate workers: a reader that goes away while waiting for one leaves the queue', async (t) => {
+  const dir = t.testdir();
+  // Incompressible, so the rebuilt stream is far larger than a stream's buffer:
+  // a paused reader keeps its rebuild, and its worker, in the middle.
+  const raw = randomBytes(4 << 20);
+  const gz = zlib.gzipSync(raw);
+  writeFileSync(join(dir, 'r.gz'), gz);
+  const r = (await analyzeGzip(join(dir, 'r.gz'), opts(dir)))!;
+  t.ok(r, 'recipe');
+  const holders = Array.from({ length: availableParallelism() }, () => rebuildGzip(Readable.from([raw]), r.recipe, 0));
+  for (const h of holders) await new Promise<void>((resolve) => h.once('data', () => (h.pause(), resolve())));
+  const until = async (f: () => boolean, what: string) => {
+    for (let i = 0; i < 250 && !f(); i++) await new Promise((res) => setTimeout(res, 20));
+    t.ok(f(), what);
+  };
+  await until(() => workersInUse() === holders.length, 'every worker taken by a paused reader');
+  const waiter = rebuildGzip(Readable.from([raw]), r.recipe, 0);
+  waiter.on('data', () => {});
+  await until(() => workersAwaited() === 1, 'one more rebuild waits for a worker');
+  waiter.destroy();
+  await until(() => workersAwaited() === 0, 'it leaves the queue when its reader goes away');
+  for (const h of holders) h.destroy();
+  await until(() => workersInUse() === 0, 'no worker left running');
+  t.equal(workersAwaited(), 0, 'and no rebuild took a worker for a reader gone');
 });
 
 t.test('decompression bombs are capped by ratio and by size', async (t) => {

@@ -46,10 +46,31 @@ const limit = () => Math.max(1, availableParallelism());
 
 /** Workers running now (tests check that every rebuild lets go of its own). */
 export const workersInUse = (): number => running;
+/** Rebuilds waiting for a worker. */
+export const workersAwaited = (): number => waiting.length;
 
-async function acquire(): Promise<() => void> {
-  if (running >= limit()) await new Promise<void>((resolve) => waiting.push(resolve));
-  else running++;
+/**
+ * A worker slot; waits for one when all are taken. A waiter whose reader
+ * went away (`signal`) leaves the queue at once rather than take a slot it
+ * no longer needs.
+ */
+async function acquire(signal?: AbortSignal): Promise<() => void> {
+  signal?.throwIfAborted();
+  if (running >= limit()) {
+    await new Promise<void>((resolve, reject) => {
+      const go = () => {
+        signal?.removeEventListener('abort', leave);
+        resolve();
+      };
+      const leave = () => {
+        const i = waiting.indexOf(go);
+        if (i >= 0) waiting.splice(i, 1);
+        reject(signal!.reason instanceof Error ? signal!.reason : new Error('aborted'));
+      };
+      waiting.push(go);
+      signal?.addEventListener('abort', leave, { once: true });
+    });
+  } else running++;
   let released = false;
   return () => {
     if (released) return;
@@ -83,8 +104,8 @@ export class WorkerDeflate {
     worker.on('exit', () => this.settle((p) => p.reject(new Error('deflate worker exited'))));
   }
 
-  static async open(params: DeflateParams, chunkSize: number): Promise<WorkerDeflate> {
-    const release = await acquire();
+  static async open(params: DeflateParams, chunkSize: number, signal?: AbortSignal): Promise<WorkerDeflate> {
+    const release = await acquire(signal);
     let worker: Worker;
     try {
       worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { pako: createRequire(import.meta.url).resolve('pako') } });

@@ -42,7 +42,7 @@ function localDeflate(params: DeflateParams): Deflater {
   };
 }
 
-async function* generate(raw: Readable, recipe: GzipRecipe, workerMin: number): AsyncGenerator<Buffer> {
+async function* generate(raw: Readable, recipe: GzipRecipe, workerMin: number, gone: AbortSignal): AsyncGenerator<Buffer> {
   const it = raw[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
   let carry: Buffer = Buffer.alloc(0);
   let done = false;
@@ -51,7 +51,7 @@ async function* generate(raw: Readable, recipe: GzipRecipe, workerMin: number): 
       yield Buffer.from(m.header, 'base64');
       const remote = m.rawSize >= workerMin;
       const step = remote ? WORKER_STEP : STEP;
-      const d: Deflater = remote ? await WorkerDeflate.open(m.params, STEP) : localDeflate(m.params);
+      const d: Deflater = remote ? await WorkerDeflate.open(m.params, STEP, gone) : localDeflate(m.params);
       try {
         let produced = 0;
         let left = m.rawSize;
@@ -103,5 +103,16 @@ export function rebuildGzip(raw: Readable, recipe: GzipRecipe, workerMin = WORKE
     process.nextTick(() => r.destroy(new Error(problem)));
     return r;
   }
-  return Readable.from(generate(raw, recipe, workerMin), { objectMode: false });
+  // A reader that goes away while this waits for a worker slot leaves the
+  // queue. destroy() ends the generator with return(), which an async
+  // generator only runs once its pending await settles, so the wait is
+  // aborted first ('close' would come only after it).
+  const gone = new AbortController();
+  const out = Readable.from(generate(raw, recipe, workerMin, gone.signal), { objectMode: false });
+  const destroy = out._destroy.bind(out);
+  out._destroy = (err, cb) => {
+    gone.abort();
+    destroy(err, cb);
+  };
+  return out;
 }
