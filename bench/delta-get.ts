@@ -71,38 +71,42 @@ export async function deltaGet(work: string, sizeMb = 100, versions = 5): Promis
   // proxy verifies the decode itself and cuts the response on a mismatch).
   // The bytes are then checked by a second GET, untimed, from the decoded
   // cache.
+  const ref = path.join(dir, (await fsp.readdir(dir)).find((n) => /^reference\..*\.bin$/.test(n))!);
+  const codec = new Codec({ binary: 'xdelta3', level: 9, secondary: 'default', maxWindow: 2048 * MB });
+  const bare: number[] = [];
+  const sized: number[] = [];
+  const plain: number[] = [];
+  const windows = new Set<string>();
+  // The setup wrote about a GiB (uploads, blobs, variants): flushed now, so
+  // its writeback does not land on the first GETs. Then each proxy GET is
+  // followed by the bare decodes of the same version, so both meet the same
+  // machine (as the direct PUT case alternates).
+  await execa('sync');
   for (let i = 2; i < 2 + versions; i++) {
     await warm(i);
     const [g, s] = await timed(() => request(proxy.port, 'GET', `/dget/rel/v${i}.bin`, undefined, true));
     if (g.status !== 200 || g.bytes !== size) throw new Error(`delta GET: status ${g.status}, ${g.bytes} bytes`);
     if ((await request(proxy.port, 'GET', `/dget/rel/v${i}.bin`)).sha !== shas[i - 2]) throw new Error('delta GET returned other bytes');
     ttfb.push(g.ttfb);
-    if (process.env.BENCH_VERBOSE) console.log(`GET v${i}: ${fmt(s, 2)} s, first byte ${fmt(g.ttfb * 1000, 0)} ms`);
     secs.push(s);
-  }
-  const rss = peakRss(proxy.pid);
-  proxy.child.kill('SIGTERM');
-  await proxy.child;
-  const names = await fsp.readdir(dir);
-  const ref = path.join(dir, names.find((n) => /^reference\..*\.bin$/.test(n))!);
-  const codec = new Codec({ binary: 'xdelta3', level: 9, secondary: 'default', maxWindow: 2048 * MB });
-  const bare: number[] = [];
-  const sized: number[] = [];
-  const plain: number[] = [];
-  const windows = new Set<string>();
-  for (let i = 2; i < 2 + versions; i++) {
-    const name = names.find((n) => n.startsWith(`v${i}.bin.`) && n.endsWith('.delta.bin'));
+    const name = (await fsp.readdir(dir)).find((n) => n.startsWith(`v${i}.bin.`) && n.endsWith('.delta.bin'));
     if (!name) throw new Error(`v${i} was not stored as a delta`);
     const delta = path.join(dir, name);
     const win = codec.decodeWindow(size, (await largestSourceSegment(delta)) ?? undefined);
     windows.add(`${win / MB} MiB`);
+    const row = [`GET v${i}: ${fmt(s, 2)} s, first byte ${fmt(g.ttfb * 1000, 0)} ms; bare`];
     for (const [w, into] of [[codec.window(size), bare], [win, sized], [undefined, plain]] as const) {
       await warm(i);
-      const [sha, s] = await bareDecode(ref, delta, w);
+      const [sha, b] = await bareDecode(ref, delta, w);
       if (sha !== shas[i - 2]) throw new Error('bare decode gave other bytes');
-      into.push(s);
+      into.push(b);
+      row.push(`${fmt(b, 2)} s`);
     }
+    if (process.env.BENCH_VERBOSE) console.log(row.join(' '));
   }
+  const rss = peakRss(proxy.pid);
+  proxy.child.kill('SIGTERM');
+  await proxy.child;
   await fsp.rm(data, { recursive: true, force: true });
   await fsp.rm(v1, { force: true });
   const p = median(secs);
