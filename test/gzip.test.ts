@@ -101,6 +101,14 @@ t.test('GNU gzip and pigz are not zlib-reproducible: null, decided from block si
     t.match(why, /not written by zlib|no deflate parameters/, `${cmd} ${args[0]}: ${why}`);
     // The reason above is the behaviour; the bound only catches a search that ran on (generous: CI machines are loaded).
     t.ok(Date.now() - start < 15_000, `${cmd} ${args[0]}: gave up in ${Date.now() - start} ms`);
+    // Decided before inflating anything: a broken trailer (which the inflate
+    // would report) is never reached.
+    const broken = Buffer.from(gz);
+    broken.writeUInt32LE((broken.readUInt32LE(broken.length - 8) ^ 1) >>> 0, broken.length - 8);
+    writeFileSync(file, broken);
+    let whyBroken = '';
+    t.equal(await analyzeGzip(file, opts(dir, { onGiveUp: (w: string) => { whyBroken = w; } })), null);
+    t.match(whyBroken, /not written by zlib/, `${cmd} ${args[0]}: decided before inflating (${whyBroken})`);
   }
   t.same(readdirSync(dir).filter((f) => f.startsWith('gzip-raw-')), [], 'no raw temp files left behind');
 });

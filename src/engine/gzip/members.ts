@@ -119,6 +119,19 @@ async function inflateMember(
 }
 
 /** Parses and inflates the whole file; throws GzipFormatError or GiveUp. */
+/** Where the first member's deflate data starts, or null when the file does not start with a gzip header. */
+export async function firstDeflateOffset(gz: FileHandle, fileSize: number): Promise<number | null> {
+  const r = new ChunkReader(gz, fileSize);
+  try {
+    if ((await r.byte()) !== 0x1f || (await r.byte()) !== 0x8b) return null;
+    await readHeader(r);
+    return r.position;
+  } catch (err) {
+    if (err instanceof GzipFormatError || err instanceof GiveUp) return null;
+    throw err;
+  }
+}
+
 export async function inflateGzipFile(gz: FileHandle, out: FileHandle, limits: InflateLimits): Promise<Parsed> {
   const r = new ChunkReader(gz, limits.fileSize);
   const hash = createHash('sha256');
