@@ -118,7 +118,6 @@ async function inflateMember(
   }
 }
 
-/** Parses and inflates the whole file; throws GzipFormatError or GiveUp. */
 /** Where the first member's deflate data starts, or null when the file does not start with a gzip header. */
 export async function firstDeflateOffset(gz: FileHandle, fileSize: number): Promise<number | null> {
   const r = new ChunkReader(gz, fileSize);
@@ -132,6 +131,7 @@ export async function firstDeflateOffset(gz: FileHandle, fileSize: number): Prom
   }
 }
 
+/** Parses and inflates the whole file; throws GzipFormatError or GiveUp. */
 export async function inflateGzipFile(gz: FileHandle, out: FileHandle, limits: InflateLimits): Promise<Parsed> {
   const r = new ChunkReader(gz, limits.fileSize);
   const hash = createHash('sha256');
