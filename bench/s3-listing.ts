@@ -111,7 +111,9 @@ async function populate(moto: Moto, port: number, work: string, n: number): Prom
   const get = await moto.client.send(new GetObjectCommand({ Bucket: BACKEND, Key: `${BUCKET}/many/seed.txt.object.meta` }));
   const sidecar = JSON.parse(await get.Body!.transformToString()) as { key: string; stored: { blob: string; etag: string }[] };
   if (sidecar.stored.length !== 1 || !sidecar.stored[0].blob.endsWith('.direct.bin')) throw new Error(`unexpected seed sidecar: ${JSON.stringify(sidecar.stored)}`);
-  const seedBlob = `${BUCKET}/${sidecar.stored[0].blob}`;
+  // Blobs live apart from the sidecars (docs/storage-format.md, "S3 backend layout").
+  const apart = (name: string) => `.deltaglider/blobs/${BUCKET}/${name}`;
+  const seedBlob = apart(sidecar.stored[0].blob);
   await mapLimit(
     Array.from({ length: n }, (_, i) => i),
     32,
@@ -119,7 +121,7 @@ async function populate(moto: Moto, port: number, work: string, n: number): Prom
       const key = keyName(i);
       const blob = `${key}.${i.toString(16).padStart(16, '0')}.direct.bin`;
       // Same bytes, so the same etag (the MD5) as the seed's blob.
-      const c = await moto.client.send(new CopyObjectCommand({ Bucket: BACKEND, Key: `${BUCKET}/${blob}`, CopySource: `${BACKEND}/${seedBlob}` }));
+      const c = await moto.client.send(new CopyObjectCommand({ Bucket: BACKEND, Key: apart(blob), CopySource: `${BACKEND}/${seedBlob}` }));
       const etag = (c.CopyObjectResult?.ETag ?? '').replace(/"/g, '');
       const body = JSON.stringify({ ...sidecar, key, stored: [{ ...sidecar.stored[0], blob, etag }] });
       await moto.client.send(new PutObjectCommand({ Bucket: BACKEND, Key: `${BUCKET}/${key}.object.meta`, Body: body, ContentType: 'application/json' }));
@@ -252,7 +254,7 @@ export async function s3Listing(work: string, n: number): Promise<void> {
     const row = (name: string, t: Tally, base: number): string[] => [
       name, ms(median(t.seconds)), ms(base), fmt(median(t.seconds) / base, 1), t.per('list'), t.per('head'), t.per('sidecarGet'), t.per('other'),
     ];
-    console.log(`\nListing on the S3 backend (moto_server): ListObjectsV2 over one prefix of ${n} keys, ${2 * n} backend objects (sidecar + blob each; ${fmt(made, 1)} s to lay them out).`);
+    console.log(`\nListing on the S3 backend (moto_server): ListObjectsV2 over one prefix of ${n} keys, ${2 * n} backend objects (a sidecar under the bucket's prefix and a blob apart, each; ${fmt(made, 1)} s to lay them out).`);
     table(
       ['case', 'proxy', 'bare backend', 'proxy/bare', 'backend lists', 'sidecar HEADs', 'sidecar GETs', 'other'],
       [
@@ -263,7 +265,7 @@ export async function s3Listing(work: string, n: number): Promise<void> {
         row('start-after, 10 points (median)', after, bc),
       ],
     );
-    console.log(`bare backend: ListObjectsV2 of ${BUCKET}/many/ in moto, 1000 entries a call (= 500 keys' sidecars and blobs); first call median of 5, continued median of ${bareCont.length}.`);
+    console.log(`bare backend: ListObjectsV2 of ${BUCKET}/many/ in moto, 1000 entries a call (1000 keys' sidecars); first call median of 5, continued median of ${bareCont.length}.`);
     console.log('backend requests per proxy page, from moto\'s access log (min-max over the measured pages). moto reads its whole bucket per list call: its times grow with the bucket, real S3\'s do not.');
     console.log(`proxy peak RSS: ${fmt(rss)} MB`);
   } finally {

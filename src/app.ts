@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { cliBucketMap, type Config } from './config/config.js';
 import { Engine, type EngineOptions } from './engine/engine.js';
+import { parseBlobName } from './engine/keys.js';
 import { buildHttp, type TlsFiles } from './http/app.js';
 import { claimInstanceDir } from './lifecycle/instance-dir.js';
 import type { Logger } from './log.js';
@@ -11,6 +12,9 @@ import { S3Backend } from './storage/s3/s3-backend.js';
 import { S3PlainStore } from './storage/s3/plain-bucket.js';
 import { FilesystemBackend } from './storage/filesystem/fs-backend.js';
 import { VERSION } from './version.js';
+
+/** The engine's immutable format 2 blobs (`.<id>.<role>.bin`, `reference.<id>.bin`). */
+export const BLOBS_APART = { suffix: '.bin', test: (name: string) => parseBlobName(name) !== null };
 
 export function createBackend(config: Config, log: Logger): Backend {
   if (config.s3Bucket) {
@@ -23,6 +27,9 @@ export function createBackend(config: Config, log: Logger): Backend {
         forcePathStyle: config.s3ForcePathStyle,
         accessKeyId: config.s3AccessKeyId || undefined,
         secretAccessKey: config.s3SecretAccessKey || undefined,
+        // Immutable blobs apart from the sidecars: a listing page pages
+        // through sidecars only (docs/storage-format.md, "S3 backend layout").
+        apart: BLOBS_APART,
       },
       log,
     );

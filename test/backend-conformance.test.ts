@@ -8,6 +8,9 @@ import type { Backend } from '../src/storage/backend.js';
 import { compareKeys } from '../src/engine/listing.js';
 import { FilesystemBackend } from '../src/storage/filesystem/fs-backend.js';
 import { S3Backend } from '../src/storage/s3/s3-backend.js';
+import { BLOBS_APART } from '../src/app.js';
+import { mapLimit } from '../src/log.js';
+import { ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { motoAvailable, startMoto } from './helpers/moto.js';
 import { tempDir } from './helpers/proxy.js';
 
@@ -15,6 +18,8 @@ import { tempDir } from './helpers/proxy.js';
 // the filesystem, and a real independent S3 server (moto_server).
 
 const NAMES = ['plain.delta', 'cr\rx.direct', 'p+q r%2B.direct', 'dir/sub/file.direct.meta', 'a b/c+d=e&f.direct', 'ü/日本/😀.delta', '../../x.direct', 'a//b/.direct', `long/${'L'.repeat(300)}.direct`, 'dir/reference.bin'];
+/** Names of immutable blobs, which the S3 backend keeps apart (BLOBS_APART): every listing still has them. */
+const BLOB_NAMES = ['dir/sub/file.0123456789abcdef.direct.bin', 'dir/reference.fedcba9876543210.bin', 'a.0000000000000001.delta.bin', 'plain.0000000000000002.blocks.bin'];
 
 async function readAll(s: AsyncIterable<unknown>): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -89,23 +94,27 @@ function conformance(name: string, make: (t: Test) => Promise<Backend>, skip: st
     });
 
     await t.test('names and listing', async (t) => {
-      for (const n of NAMES) await b.putBytes('other-bucket', n, Buffer.from(n));
+      for (const n of [...NAMES, ...BLOB_NAMES]) await b.putBytes('other-bucket', n, Buffer.from(n));
       const all = (await collect(b.list('other-bucket'))).map((x) => x.name).sort();
-      t.same(all, [...NAMES].sort(), 'every name listed back exactly');
-      for (const n of NAMES) t.equal((await b.readSmall('other-bucket', n))?.body.toString(), n);
-      t.same((await collect(b.list('other-bucket', { prefix: 'dir/' }))).map((x) => x.name).sort(), ['dir/reference.bin', 'dir/sub/file.direct.meta']);
-      t.same((await collect(b.list('other-bucket', { prefix: 'dir/', shallow: true }))).map((x) => x.name), ['dir/reference.bin']);
-      t.same((await collect(b.list('other-bucket', { prefix: 'a' }))).map((x) => x.name).sort(), ['a b/c+d=e&f.direct', 'a//b/.direct']);
+      t.same(all, [...NAMES, ...BLOB_NAMES].sort(), 'every name listed back exactly');
+      for (const n of [...NAMES, ...BLOB_NAMES]) t.equal((await b.readSmall('other-bucket', n))?.body.toString(), n);
+      for (const n of BLOB_NAMES) t.equal((await b.head('other-bucket', n))?.size, Buffer.byteLength(n));
+      t.same(
+        (await collect(b.list('other-bucket', { prefix: 'dir/' }))).map((x) => x.name).sort(),
+        ['dir/reference.bin', 'dir/reference.fedcba9876543210.bin', 'dir/sub/file.0123456789abcdef.direct.bin', 'dir/sub/file.direct.meta'],
+      );
+      t.same((await collect(b.list('other-bucket', { prefix: 'dir/', shallow: true }))).map((x) => x.name).sort(), ['dir/reference.bin', 'dir/reference.fedcba9876543210.bin']);
+      t.same((await collect(b.list('other-bucket', { prefix: 'a' }))).map((x) => x.name).sort(), ['a b/c+d=e&f.direct', 'a.0000000000000001.delta.bin', 'a//b/.direct']);
       const long = (await collect(b.list('other-bucket', { prefix: 'long/', shallow: true }))).map((x) => x.name);
       t.same(long, [`long/${'L'.repeat(300)}.direct`]);
       t.same(await collect(b.list('other-bucket', { prefix: 'zzz' })), []);
-      const sized = (await collect(b.list('other-bucket', { prefix: 'plain' })))[0];
-      t.equal(sized.size, 'plain.delta'.length);
+      const sized = (await collect(b.list('other-bucket', { prefix: 'plain' }))).find((x) => x.name === 'plain.delta');
+      t.equal(sized?.size, 'plain.delta'.length);
     });
 
     await t.test('sorted listing', { skip: !b.listSorted && 'no listSorted' }, async (t) => {
       const piece = 'P'.repeat(250);
-      const names = [...NAMES, `${piece}/x.meta`, `${piece}!y.meta`, `${piece}0z.meta`, `${piece}.meta`, 'é.meta', '\u{e000}.meta', '😀.meta', 'a.delta/in.meta', 'a.delta', 'a-b.meta'];
+      const names = [...NAMES, ...BLOB_NAMES, `${piece}/x.meta`, `${piece}!y.meta`, `${piece}0z.meta`, `${piece}.meta`, 'é.meta', '\u{e000}.meta', '😀.meta', 'a.delta/in.meta', 'a.delta', 'a-b.meta'];
       for (const n of names) await b.putBytes('other-bucket', n, Buffer.from('x'));
       const want = [...new Set(names)].sort(compareKeys);
       const got = async (prefix: string, startAfter?: string) => (await collect(b.listSorted!('other-bucket', { prefix, startAfter }))).map((x) => x.name);
@@ -115,7 +124,10 @@ function conformance(name: string, make: (t: Test) => Promise<Backend>, skip: st
       }
       for (const prefix of ['a', 'dir/', 'dir/s', piece, `${piece}/`, 'zzz']) t.same(await got(prefix), want.filter((n) => n.startsWith(prefix)), `prefix ${prefix.slice(0, 20)}`);
       const etags = await collect(b.listSorted!('other-bucket', { prefix: 'plain' }));
-      t.equal(etags[0].etag, (await b.head('other-bucket', 'plain.delta'))?.etag, 'etags as head gives them');
+      t.equal(etags.find((x) => x.name === 'plain.delta')?.etag, (await b.head('other-bucket', 'plain.delta'))?.etag, 'etags as head gives them');
+      // A hint, not a filter: whatever else comes, every name with the suffix does, in order.
+      const metas = (await collect(b.listSorted!('other-bucket', { prefix: '', suffixes: ['.meta'] }))).map((x) => x.name).filter((n) => n.endsWith('.meta'));
+      t.same(metas, want.filter((n) => n.endsWith('.meta')), 'suffixes: the names with them, in order');
     });
 
     await t.test('deleting buckets', async (t) => {
@@ -136,12 +148,48 @@ conformance(
     const moto = await startMoto(t);
     const cfg = await moto.backend('conformance', 'pre/fix/');
     return new S3Backend(
-      { bucket: cfg.s3Bucket!, prefix: cfg.s3Prefix!, endpoint: cfg.s3Endpoint, region: 'us-east-1', forcePathStyle: true, accessKeyId: cfg.s3AccessKeyId, secretAccessKey: cfg.s3SecretAccessKey, multipartThreshold: 6 * 1024 * 1024 },
+      { bucket: cfg.s3Bucket!, prefix: cfg.s3Prefix!, endpoint: cfg.s3Endpoint, region: 'us-east-1', forcePathStyle: true, accessKeyId: cfg.s3AccessKeyId, secretAccessKey: cfg.s3SecretAccessKey, multipartThreshold: 6 * 1024 * 1024, apart: BLOBS_APART },
       silentLogger,
     );
   },
   skip,
 );
+
+t.test('S3 backend: blobs apart from sidecars, which list alone; blobs written before the split still found', { skip }, async (t) => {
+  const moto = await startMoto(t);
+  const cfg = await moto.backend('apart', 'pre/');
+  const b = new S3Backend({ bucket: cfg.s3Bucket!, prefix: 'pre/', endpoint: cfg.s3Endpoint, region: 'us-east-1', forcePathStyle: true, accessKeyId: cfg.s3AccessKeyId, secretAccessKey: cfg.s3SecretAccessKey, apart: BLOBS_APART }, silentLogger);
+  await b.init();
+  t.teardown(() => b.close());
+  await b.createBucket('bk');
+  const raw = async (prefix: string) => ((await moto.client.send(new ListObjectsV2Command({ Bucket: cfg.s3Bucket!, Prefix: prefix }))).Contents ?? []).map((o) => o.Key);
+  await b.putBytes('bk', 'k/a.0123456789abcdef.direct.bin', Buffer.from('new'));
+  await b.putBytes('bk', 'k/a.object.meta', Buffer.from('{}'));
+  t.same(await raw('pre/bk/'), ['pre/bk/k/a.object.meta'], 'the bucket area holds the sidecar');
+  t.same(await raw('pre/.deltaglider/blobs/bk/'), ['pre/.deltaglider/blobs/bk/k/a.0123456789abcdef.direct.bin'], 'the blob is apart');
+  t.same((await collect(b.listSorted('bk', { prefix: 'k/', suffixes: ['.meta'] }))).map((x) => x.name), ['k/a.object.meta'], 'a sidecar listing meets no blob');
+  t.same((await collect(b.listSorted('bk', { prefix: 'k/' }))).map((x) => x.name), ['k/a.0123456789abcdef.direct.bin', 'k/a.object.meta'], 'a full one meets both, in order');
+
+  // Written by a build before the split: among the sidecars.
+  await moto.client.send(new PutObjectCommand({ Bucket: cfg.s3Bucket!, Key: 'pre/bk/k/b.1111111111111111.direct.bin', Body: 'old' }));
+  t.equal((await b.readSmall('bk', 'k/b.1111111111111111.direct.bin'))?.body.toString(), 'old');
+  t.equal((await readAll((await b.getStream('bk', 'k/b.1111111111111111.direct.bin')).body)).toString(), 'old');
+  t.equal((await b.head('bk', 'k/b.1111111111111111.direct.bin'))?.size, 3);
+  t.ok((await collect(b.list('bk'))).some((x) => x.name === 'k/b.1111111111111111.direct.bin'), 'listed, so the sweep finds it');
+  await b.delete('bk', 'k/b.1111111111111111.direct.bin');
+  t.equal(await b.head('bk', 'k/b.1111111111111111.direct.bin'), null, 'and deleted where it is');
+  await t.rejects(b.getStream('bk', 'k/none.2222222222222222.direct.bin'), NotFoundError);
+
+  // A page-sized consumer ends at a list call's end.
+  await mapLimit(Array.from({ length: 1200 }, (_, i) => `many/k${String(i).padStart(5, '0')}.object.meta`), 16, (n) => b.putBytes('bk', n, Buffer.from('{}')));
+  const ends: boolean[] = [];
+  const cut = await collect(b.listSorted('bk', { prefix: 'many/', suffixes: ['.meta'], callEnd: (more) => (ends.push(more), true) }));
+  t.equal(cut.length, 1000, 'one call: 1000 names');
+  t.same(ends, [true], 'told that more remain');
+  t.equal((await collect(b.listSorted('bk', { prefix: 'many/', suffixes: ['.meta'], callEnd: () => false }))).length, 1200, 'or goes on');
+  await b.deleteBucket('bk');
+  t.same(await raw('pre/.deltaglider/blobs/bk/'), [], 'a deleted bucket leaves nothing apart');
+});
 
 t.test('S3 backend: start-up says clearly when the bucket is missing', { skip }, async (t) => {
   const moto = await startMoto(t);

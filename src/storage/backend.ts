@@ -71,6 +71,12 @@ export interface SortedListOptions {
    */
   suffixes?: string[];
   signal?: AbortSignal;
+  /**
+   * Called where the backend would make its next list call, if it makes
+   * them (S3: 1000 names each); `more` says whether names remain. Returning
+   * true ends the listing there: a caller with a full page spares the call.
+   */
+  callEnd?: (more: boolean) => boolean;
 }
 
 export interface Backend {

@@ -18,7 +18,7 @@ import https from 'node:https';
 import type { Readable } from 'node:stream';
 import { AlreadyExistsError, NotFoundError, PreconditionError, S3Error, NotEmptyError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import type { Backend, BlobInfo, BucketInfo, DeleteOptions, GetOptions, ListOptions, PutOptions, SmallBlob } from '../backend.js';
+import type { Backend, BlobInfo, BucketInfo, DeleteOptions, GetOptions, ListOptions, PutOptions, SmallBlob, SortedListOptions } from '../backend.js';
 
 // All proxy buckets in one backend bucket: proxy bucket B is the prefix
 // `<prefix>B/`, and the proxy's own records live under `<prefix>.deltaglider/`
@@ -37,6 +37,14 @@ export interface S3BackendOptions {
   multipartThreshold?: number;
   requestTimeoutMs?: number;
   maxAttempts?: number;
+  /**
+   * Names kept apart from the others: under `<prefix>.deltaglider/blobs/B/`
+   * instead of `<prefix>B/`. All of them end in `suffix`. The engine puts its
+   * immutable blobs there, so that listing a bucket's sidecars (listSorted
+   * with suffixes no such name can have) pages through sidecars only: S3
+   * lists at most 1000 names a call and cannot filter by suffix.
+   */
+  apart?: { suffix: string; test(name: string): boolean };
 }
 
 const INTERNAL = '.deltaglider/';
@@ -97,8 +105,34 @@ export class S3Backend implements Backend {
     this.root = opts.prefix && !opts.prefix.endsWith('/') ? `${opts.prefix}/` : opts.prefix;
   }
 
+  /** Where a name lives: apart (see S3BackendOptions.apart) or among the bucket's other names. */
   private key(bucket: string, name: string): string {
+    return this.isApart(name) ? this.apartKey(bucket, name) : this.mainKey(bucket, name);
+  }
+
+  private mainKey(bucket: string, name: string): string {
     return `${this.root}${bucket}/${name}`;
+  }
+
+  private apartKey(bucket: string, name: string): string {
+    return `${this.root}${INTERNAL}blobs/${bucket}/${name}`;
+  }
+
+  private isApart(name: string): boolean {
+    const a = this.opts.apart;
+    return a !== undefined && name.endsWith(a.suffix) && a.test(name);
+  }
+
+  /**
+   * Runs a read of `name` where it lives; a name kept apart is then also
+   * looked for among the others, where builds before the split wrote it
+   * (names are unique, so it is the same blob). Only a miss costs the second
+   * request.
+   */
+  private async located<T>(bucket: string, name: string, read: (key: string) => Promise<T | null>): Promise<T | null> {
+    const found = await read(this.key(bucket, name));
+    if (found !== null || !this.isApart(name)) return found;
+    return read(this.mainKey(bucket, name));
   }
 
   private bucketRecord(bucket: string): string {
@@ -184,17 +218,23 @@ export class S3Backend implements Backend {
       () => JSON.stringify({ created: new Date().toISOString() }),
     );
     await this.client.send(new DeleteObjectCommand({ Bucket: this.opts.bucket, Key: this.bucketRecord(bucket) }));
-    const prefix = `${this.root}${bucket}/`;
     const names: string[] = [];
-    for await (const o of this.listRaw(prefix, false)) {
-      if (live?.(o.Key!.slice(prefix.length))) {
-        await this.client.send(new PutObjectCommand({ Bucket: this.opts.bucket, Key: this.bucketRecord(bucket), Body: rec }));
-        throw new NotEmptyError(bucket);
+    for (const prefix of this.areas(bucket)) {
+      for await (const o of this.listRaw(prefix, false)) {
+        if (live?.(o.Key!.slice(prefix.length))) {
+          await this.client.send(new PutObjectCommand({ Bucket: this.opts.bucket, Key: this.bucketRecord(bucket), Body: rec }));
+          throw new NotEmptyError(bucket);
+        }
+        names.push(o.Key!);
       }
-      names.push(o.Key!);
     }
     // Leftovers (blobs of interrupted writes) go with the bucket.
     for (const Key of names) await this.client.send(new DeleteObjectCommand({ Bucket: this.opts.bucket, Key }));
+  }
+
+  /** The key prefixes a bucket's names live under: its own, and the one kept apart. */
+  private areas(bucket: string): string[] {
+    return this.opts.apart ? [this.mainKey(bucket, ''), this.apartKey(bucket, '')] : [this.mainKey(bucket, '')];
   }
 
   private conditions(opts: PutOptions): { IfNoneMatch?: string; IfMatch?: string } {
@@ -254,42 +294,56 @@ export class S3Backend implements Backend {
   }
 
   async getStream(bucket: string, name: string, opts: GetOptions = {}): Promise<{ body: Readable; size: number }> {
-    try {
-      const r = await this.client.send(
-        new GetObjectCommand({ Bucket: this.opts.bucket, Key: this.key(bucket, name), Range: opts.range ? `bytes=${opts.range.start}-${opts.range.end}` : undefined }),
-        { abortSignal: opts.signal },
-      );
-      const total = r.ContentRange ? Number(r.ContentRange.split('/')[1]) : (r.ContentLength ?? 0);
-      return { body: r.Body as Readable, size: total };
-    } catch (err) {
-      if (isNotFound(err)) throw new NotFoundError(name);
-      throw this.translate(err, `get ${name}`);
-    }
+    const found = await this.located(bucket, name, async (Key) => {
+      try {
+        const r = await this.client.send(
+          new GetObjectCommand({ Bucket: this.opts.bucket, Key, Range: opts.range ? `bytes=${opts.range.start}-${opts.range.end}` : undefined }),
+          { abortSignal: opts.signal },
+        );
+        const total = r.ContentRange ? Number(r.ContentRange.split('/')[1]) : (r.ContentLength ?? 0);
+        return { body: r.Body as Readable, size: total };
+      } catch (err) {
+        if (isNotFound(err)) return null;
+        throw this.translate(err, `get ${name}`);
+      }
+    });
+    if (!found) throw new NotFoundError(name);
+    return found;
   }
 
   async readSmall(bucket: string, name: string, signal?: AbortSignal): Promise<SmallBlob | null> {
-    try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.opts.bucket, Key: this.key(bucket, name) }), { abortSignal: signal });
-      return { body: Buffer.from(await r.Body!.transformToByteArray()), etag: r.ETag ?? '' };
-    } catch (err) {
-      if (isNotFound(err)) return null;
-      throw this.translate(err, `read ${name}`);
-    }
+    return this.located(bucket, name, async (Key) => {
+      try {
+        const r = await this.client.send(new GetObjectCommand({ Bucket: this.opts.bucket, Key }), { abortSignal: signal });
+        return { body: Buffer.from(await r.Body!.transformToByteArray()), etag: r.ETag ?? '' };
+      } catch (err) {
+        if (isNotFound(err)) return null;
+        throw this.translate(err, `read ${name}`);
+      }
+    });
   }
 
   async head(bucket: string, name: string): Promise<BlobInfo | null> {
-    try {
-      const r = await this.client.send(new HeadObjectCommand({ Bucket: this.opts.bucket, Key: this.key(bucket, name) }));
-      return { name, size: r.ContentLength ?? 0, lastModified: r.LastModified ?? new Date(0), etag: r.ETag };
-    } catch (err) {
-      if (isNotFound(err)) return null;
-      throw this.translate(err, `head ${name}`);
-    }
+    return this.located(bucket, name, async (Key) => {
+      try {
+        const r = await this.client.send(new HeadObjectCommand({ Bucket: this.opts.bucket, Key }));
+        return { name, size: r.ContentLength ?? 0, lastModified: r.LastModified ?? new Date(0), etag: r.ETag };
+      } catch (err) {
+        if (isNotFound(err)) return null;
+        throw this.translate(err, `head ${name}`);
+      }
+    });
   }
 
   async delete(bucket: string, name: string, opts: DeleteOptions = {}): Promise<void> {
+    await this.deleteKey(this.key(bucket, name), name, opts);
+    // Written before the split, it lies among the other names.
+    if (this.isApart(name)) await this.deleteKey(this.mainKey(bucket, name), name, opts);
+  }
+
+  private async deleteKey(Key: string, name: string, opts: DeleteOptions): Promise<void> {
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.opts.bucket, Key: this.key(bucket, name), ...(opts.ifMatch !== undefined ? { IfMatch: opts.ifMatch } : {}) }));
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.opts.bucket, Key, ...(opts.ifMatch !== undefined ? { IfMatch: opts.ifMatch } : {}) }));
     } catch (err) {
       if (isNotFound(err)) return;
       if (status(err) === 412 || status(err) === 409) throw new PreconditionError(name);
@@ -304,21 +358,36 @@ export class S3Backend implements Backend {
   }
 
   async *list(bucket: string, opts: ListOptions = {}): AsyncIterable<BlobInfo> {
-    const base = `${this.root}${bucket}/`;
-    for await (const o of this.listRaw(base + (opts.prefix ?? ''), !!opts.shallow, opts.signal)) {
-      yield { name: o.Key.slice(base.length), size: o.Size, lastModified: o.LastModified, etag: o.ETag };
+    for (const base of this.areas(bucket)) {
+      for await (const o of this.listRaw(base + (opts.prefix ?? ''), !!opts.shallow, opts.signal)) {
+        yield { name: o.Key.slice(base.length), size: o.Size, lastModified: o.LastModified, etag: o.ETag };
+      }
     }
   }
 
-  async *listSorted(bucket: string, opts: { prefix: string; startAfter?: string; signal?: AbortSignal }): AsyncIterable<BlobInfo> {
-    const base = `${this.root}${bucket}/`;
+  async *listSorted(bucket: string, opts: SortedListOptions): AsyncIterable<BlobInfo> {
+    const area = (base: string, callEnd?: (more: boolean) => boolean) => this.sortedArea(base, opts, callEnd);
+    const [main, apart] = this.areas(bucket);
+    // Names kept apart all end in their suffix: a listing for other
+    // suffixes only (the sidecars) never needs them.
+    const a = this.opts.apart;
+    const needApart = apart !== undefined && (!opts.suffixes || opts.suffixes.some((s) => s.endsWith(a!.suffix) || a!.suffix.endsWith(s)));
+    if (!needApart) {
+      yield* area(main, opts.callEnd);
+      return;
+    }
+    // Two areas: their calls do not end at one place, so no callEnd.
+    yield* mergeSorted(area(main), area(apart));
+  }
+
+  private async *sortedArea(base: string, opts: SortedListOptions, callEnd?: (more: boolean) => boolean): AsyncGenerator<BlobInfo> {
     const startAfter = opts.startAfter ? base + opts.startAfter : undefined;
-    for await (const o of this.listRaw(base + opts.prefix, false, opts.signal, startAfter)) {
+    for await (const o of this.listRaw(base + opts.prefix, false, opts.signal, startAfter, callEnd)) {
       yield { name: o.Key.slice(base.length), size: o.Size, lastModified: o.LastModified, etag: o.ETag };
     }
   }
 
-  private async *listRaw(prefix: string, shallow: boolean, signal?: AbortSignal, startAfter?: string) {
+  private async *listRaw(prefix: string, shallow: boolean, signal?: AbortSignal, startAfter?: string, callEnd?: (more: boolean) => boolean) {
     let token: string | undefined;
     do {
       let r;
@@ -336,6 +405,27 @@ export class S3Backend implements Backend {
         if (o.Key !== undefined) yield { Key: decodeListedKey(o.Key), Size: o.Size ?? 0, LastModified: o.LastModified ?? new Date(0), ETag: o.ETag };
       }
       token = r.IsTruncated ? r.NextContinuationToken : undefined;
+      // The consumer may stop at a call's end rather than pay for the next.
+      if (callEnd?.(!!token)) return;
     } while (token);
+  }
+}
+
+/** Two name-sorted streams as one, in UTF-8 byte order (S3's listing order). */
+async function* mergeSorted(a: AsyncGenerator<BlobInfo>, b: AsyncGenerator<BlobInfo>): AsyncGenerator<BlobInfo> {
+  let x = await a.next();
+  let y = await b.next();
+  try {
+    while (!x.done || !y.done) {
+      if (y.done || (!x.done && Buffer.compare(Buffer.from(x.value.name), Buffer.from(y.value.name)) <= 0)) {
+        yield x.value as BlobInfo;
+        x = await a.next();
+      } else {
+        yield y.value;
+        y = await b.next();
+      }
+    }
+  } finally {
+    await Promise.all([a.return(undefined), b.return(undefined)]);
   }
 }
