@@ -11,21 +11,30 @@ import { rng } from '../bench/corpus.js';
 
 const ALPHABET = [' ', '!', '-', '.', '/', 'a', 'b', 'z', 'é'];
 
-function fakeEngine(keys: string[]): { engine: { listObjects: Lister['list'] }; scanned: () => number } {
+/** `chunk`: names per list call, as S3 lists (1000), with callEnd asked between calls; `plainKeys`: sidecars only (blobs kept apart). */
+function fakeEngine(keys: string[], chunk = 0, plainKeys = false): { engine: { listObjects: Lister['list'] }; scanned: () => number; calls: () => number } {
   // Format 1 sidecars for some keys, format 2 (`.object.meta` and an
   // immutable blob) for others: one listing must order both.
-  const blobs = keys.flatMap((k, i) =>
-    i % 3 === 1 ? [`${k}.0123456789abcdef.direct.bin`, `${k}.object.meta`] : [`${k}.${i % 3 === 0 ? 'delta' : 'direct'}`, `${k}.${i % 3 === 0 ? 'delta' : 'direct'}.meta`],
-  );
-  blobs.push('reference.bin', 'reference.bin.meta', 'a/reference.bin.meta', 'reference.meta', 'reference.0123456789abcdef.bin');
+  const blobs = plainKeys
+    ? keys.map((k) => `${k}.object.meta`)
+    : keys.flatMap((k, i) =>
+        i % 3 === 1 ? [`${k}.0123456789abcdef.direct.bin`, `${k}.object.meta`] : [`${k}.${i % 3 === 0 ? 'delta' : 'direct'}`, `${k}.${i % 3 === 0 ? 'delta' : 'direct'}.meta`],
+      );
+  if (!plainKeys) blobs.push('reference.bin', 'reference.bin.meta', 'a/reference.bin.meta', 'reference.meta', 'reference.0123456789abcdef.bin');
   blobs.sort(compareKeys);
   let scanned = 0;
+  let calls = 0;
   const backend = {
-    async *listSorted(_b: string, o: { prefix: string; startAfter?: string }) {
-      for (const name of blobs) {
-        if (!name.startsWith(o.prefix) || (o.startAfter !== undefined && compareKeys(name, o.startAfter) <= 0)) continue;
+    async *listSorted(_b: string, o: { prefix: string; startAfter?: string; callEnd?: (more: boolean) => boolean }) {
+      const names = blobs.filter((name) => name.startsWith(o.prefix) && (o.startAfter === undefined || compareKeys(name, o.startAfter) > 0));
+      calls++;
+      for (const [i, name] of names.entries()) {
         scanned++;
         yield { name, size: 1, lastModified: new Date(0), etag: 'e' };
+        if (chunk && (i + 1) % chunk === 0 && i + 1 < names.length) {
+          if (o.callEnd?.(true)) return;
+          calls++;
+        }
       }
     },
     async head(_b: string, name: string) {
@@ -41,7 +50,7 @@ function fakeEngine(keys: string[]): { engine: { listObjects: Lister['list'] }; 
     async () => ({ name: 'b', created: new Date(0) }),
     async (_b: string, key: string) => ({ key }) as ObjectMeta,
   );
-  return { engine: { listObjects: (i) => lister.list(i) }, scanned: () => scanned };
+  return { engine: { listObjects: (i) => lister.list(i) }, scanned: () => scanned, calls: () => calls };
 }
 
 t.test('release points', async (t) => {
@@ -80,6 +89,57 @@ t.test('streamed pages equal sorted pages', async (t) => {
     }
   }
   t.pass('all listings matched');
+});
+
+t.test('listing in calls: a page ends where a call does, and the pages together are the listing', async (t) => {
+  const r = rng(11);
+  for (let round = 0; round < 30; round++) {
+    const keys = new Set<string>();
+    const n = 5 + Math.floor(r() * 60);
+    while (keys.size < n) keys.add(Array.from({ length: 1 + Math.floor(r() * 5) }, () => ALPHABET[Math.floor(r() * ALPHABET.length)]).join(''));
+    const sorted = [...keys].sort(compareKeys);
+    for (const chunk of [1, 2, 7]) {
+      const { engine } = fakeEngine([...keys], chunk);
+      for (const [prefix, delimiter] of [['', ''], ['', '/'], ['a', '-'], ['', '.']]) {
+        for (const maxKeys of [1, 3, 1000]) {
+          let after = '';
+          const got: string[] = [];
+          const want = paginate(sorted, { prefix, delimiter, after: '', maxKeys: 1e9 });
+          let pages = 0;
+          for (; pages < 500; pages++) {
+            const page = await engine.listObjects({ bucket: 'b', prefix, delimiter, after, maxKeys });
+            const entries = page.objects.length + page.commonPrefixes.length;
+            if (entries > maxKeys || (page.truncated && (entries === 0 || page.last === undefined))) {
+              t.fail(`round ${round} ${JSON.stringify({ chunk, prefix, delimiter, maxKeys, after })}: ${entries} entries, truncated ${page.truncated}`);
+              break;
+            }
+            // Keys and common prefixes in listing order, as one sorted run.
+            got.push(...[...page.objects.map((o) => o.key), ...page.commonPrefixes].sort(compareKeys));
+            if (!page.truncated) break;
+            after = page.last!;
+          }
+          const all = [...want.keys, ...want.commonPrefixes].sort(compareKeys);
+          if (JSON.stringify(got) !== JSON.stringify(all)) t.same(got, all, `round ${round} ${JSON.stringify({ chunk, prefix, delimiter, maxKeys })}`);
+        }
+      }
+    }
+  }
+  t.pass('all listings matched');
+  // Sidecars only (the S3 backend keeps blobs apart), 1000 names a call:
+  // every page is one call.
+  const keys = Array.from({ length: 4500 }, (_, i) => `many/obj-${String(i).padStart(7, '0')}.txt`);
+  const f = fakeEngine(keys, 1000, true);
+  let after = '';
+  const sizes: number[] = [];
+  for (;;) {
+    const before = f.calls();
+    const page = await f.engine.listObjects({ bucket: 'b', prefix: 'many/', delimiter: '', after, maxKeys: 1000 });
+    t.equal(f.calls() - before, 1, `page ${sizes.length + 1}: one list call`);
+    sizes.push(page.objects.length);
+    if (!page.truncated) break;
+    after = page.last!;
+  }
+  t.same(sizes, [1000, 999, 999, 999, 503], 'each later page starts with the sidecar of the last key before it');
 });
 
 t.test('a page reads about a page of the backend', async (t) => {

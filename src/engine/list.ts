@@ -244,9 +244,20 @@ async function streamPage(backend: Backend, input: ListInput, lookup: SidecarLoo
   let counted = 0;
   let entries = 0;
   let lastCp: string | undefined;
+  // Where the backend lists in calls (S3: 1000 names each), a page that has
+  // entries, all placed, ends where a call does, rather than pay a further
+  // call to find the entry after it: S3 may return fewer keys than max-keys
+  // with IsTruncated (ListObjectsV2 reference, "MaxKeys"). So a page costs
+  // one call; the next page starts after its last entry.
+  let cutAtCall = false;
+  const callEnd = (more: boolean) => {
+    if (!more || input.maxKeys === 0 || pending.length > 0 || counted < released.length || entries === 0) return false;
+    cutAtCall = true;
+    return true;
+  };
   for (;;) {
     let skipTo: string | undefined;
-    for await (const blob of backend.listSorted!(input.bucket, { prefix: input.prefix, startAfter, suffixes: [META_SUFFIX] })) {
+    for await (const blob of backend.listSorted!(input.bucket, { prefix: input.prefix, startAfter, suffixes: [META_SUFFIX], callEnd })) {
       const k = keyOfMetaBlob(blob.name);
       pos = blob.name;
       if (k && !settled.has(k.key) && !needless(k.key)) add(k.key, blob.name, blob.etag);
@@ -271,8 +282,12 @@ async function streamPage(backend: Backend, input: ListInput, lookup: SidecarLoo
         break;
       }
     }
-    if (skipTo === undefined) break;
+    if (skipTo === undefined || cutAtCall) break;
     startAfter = skipTo;
+  }
+  if (cutAtCall) {
+    const page = paginate(released, input);
+    return { keys, page: { ...page, truncated: true } };
   }
   await release(true);
   return { keys, page: paginate(released, input) };
