@@ -3,7 +3,9 @@ import * as fsp from 'node:fs/promises';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { release } from '../bench/corpus.js';
-import { available, creds, expectOk, rcloneEnv, run } from './helpers/clients.js';
+import { CreateBucketCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { mapLimit } from '../src/log.js';
+import { available, creds, expectOk, rcloneEnv, run, sdk } from './helpers/clients.js';
 import { startProxy, tempDir } from './helpers/proxy.js';
 
 // Every CLI and SDK of the client matrix, as a subprocess against a proxy on
@@ -154,4 +156,73 @@ t.test('rclone', { skip: await available(['rclone', 'version'], 'rclone') }, asy
   t.equal(await fileSha(`${f.dir}/rc2.zip`), f.sums.v2);
   await rclone('check', f.dir, 'dgp:rc-bucket/rel', '--include', 'v*.zip', '--one-way');
   await rclone('purge', 'dgp:rc-bucket');
+});
+
+const PAGES_SCRIPT = `
+import sys, boto3
+from botocore.config import Config
+url, bucket = sys.argv[1:3]
+s3 = boto3.client('s3', endpoint_url=url, region_name='us-east-1', config=Config(s3={'addressing_style': 'path'}))
+keys = []
+for page in s3.get_paginator('list_objects_v2').paginate(Bucket=bucket, Prefix='many/'):
+    keys += [o['Key'] for o in page.get('Contents', [])]
+print('V2', len(keys), len(set(keys)), keys == sorted(keys))
+keys = []
+for page in s3.get_paginator('list_objects').paginate(Bucket=bucket, Prefix='many/'):
+    keys += [o['Key'] for o in page.get('Contents', [])]
+print('V1', len(keys), len(set(keys)), keys == sorted(keys))
+`;
+
+// More keys than one page: on the S3 backend a page ends where a backend
+// list call does (pages of 1000, then 999), with IsTruncated; every client
+// must list each key exactly once.
+t.test('listings longer than a page: every client lists each of 2,100 keys once', async (t) => {
+  const proxy = await startProxy(t);
+  const dir = await tempDir(t, 'dgp-pages-');
+  const N = 2100;
+  const keys = Array.from({ length: N }, (_, i) => `many/k-${String(i).padStart(5, '0')}.txt`);
+  const client = sdk(proxy.url);
+  t.teardown(() => client.destroy());
+  await client.send(new CreateBucketCommand({ Bucket: 'pages' }));
+  await mapLimit(keys, 16, (Key) => client.send(new PutObjectCommand({ Bucket: 'pages', Key, Body: Key })));
+  const once = (got: string[], what: string) => {
+    t.equal(got.length, N, `${what}: ${got.length} keys`);
+    t.equal(new Set(got).size, N, `${what}: no key twice`);
+  };
+  const aws = (...args: string[]) => run('/usr/bin/aws', ['--endpoint-url', proxy.url, ...args]);
+  if (!(await available(['/usr/bin/aws', '--version'], 'aws-cli v2'))) {
+    const ls = await aws('s3', 'ls', '--recursive', 's3://pages/many/');
+    expectOk(t, ls, 'aws s3 ls');
+    once(ls.stdout.trim().split('\n').map((l) => l.trim().split(/\s+/).pop()!), 'aws-cli v2 s3 ls');
+    const api = await aws('s3api', 'list-objects-v2', '--bucket', 'pages', '--prefix', 'many/', '--output', 'json');
+    expectOk(t, api, 'aws s3api list-objects-v2');
+    once((JSON.parse(api.stdout) as { Contents: { Key: string }[] }).Contents.map((c) => c.Key), 'aws-cli v2 list-objects-v2');
+  }
+  if (!(await available(['python3', '-c', 'import boto3'], 'boto3'))) {
+    const script = path.join(dir, 'pages.py');
+    await fsp.writeFile(script, PAGES_SCRIPT);
+    const r = await run('python3', [script, proxy.url, 'pages']);
+    expectOk(t, r, 'boto3 paginators');
+    t.match(r.stdout, `V2 ${N} ${N} True`);
+    t.match(r.stdout, `V1 ${N} ${N} True`);
+  }
+  if (!(await available(['rclone', 'version'], 'rclone'))) {
+    const r = await run('rclone', ['lsf', 'dgp:pages/many'], { env: rcloneEnv(proxy.url) });
+    expectOk(t, r, 'rclone lsf');
+    once(r.stdout.trim().split('\n').map((k) => `many/${k}`), 'rclone lsf');
+  }
+  // Through the SDK, page by page: none over max-keys, none empty while truncated.
+  let token: string | undefined;
+  const got: string[] = [];
+  for (let pages = 0; pages < 10; pages++) {
+    const p = await client.send(new ListObjectsV2Command({ Bucket: 'pages', Prefix: 'many/', ContinuationToken: token }));
+    const n = p.Contents?.length ?? 0;
+    t.ok(n <= 1000 && (n > 0 || !p.IsTruncated), `page ${pages + 1}: ${n} keys, truncated ${p.IsTruncated}`);
+    t.equal(p.KeyCount, n);
+    got.push(...(p.Contents ?? []).map((c) => c.Key!));
+    if (!p.IsTruncated) break;
+    token = p.NextContinuationToken;
+  }
+  once(got, 'SDK pages');
+  t.same(got, [...keys].sort(), 'in key order');
 });
