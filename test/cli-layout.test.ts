@@ -37,7 +37,7 @@ t.test('DeltaGlider CLI layout', { skip }, async (t) => {
   const moto = await startMoto(t);
   const native = await moto.backend('proxy-native');
   await moto.client.send(new CreateBucketCommand({ Bucket: 'cli-data' }));
-  const proxy = await startProxy(t, { ...native, cliBuckets: ['releases=cli-data'] });
+  const proxy = await startProxy(t, { ...native, cliBuckets: ['releases=cli-data'], metricsToken: 'cli-scrape' });
   const c = sdk(proxy.url);
   t.teardown(() => c.destroy());
   const dir = await tempDir(t, 'dgp-cli-layout-');
@@ -108,6 +108,22 @@ t.test('DeltaGlider CLI layout', { skip }, async (t) => {
     t.ok(rel && rel.CreationDate!.getTime() > Date.now() - 3600_000, 'ListBuckets shows the CLI bucket with its creation date');
     const paged = await c.send(new ListObjectsV2Command({ Bucket: 'releases', MaxKeys: 2, StartAfter: 'app/notes.txt' }));
     t.same(paged.Contents?.map((o) => o.Key), ['app/v1.zip', 'app/v2.zip']);
+  });
+
+  await t.test('usage figures count what the CLI wrote: original sizes, and every stored byte', async (t) => {
+    await proxy.app.engine.countCliUsage();
+    let stored = 0;
+    let token: string | undefined;
+    do {
+      const r = await moto.client.send(new ListObjectsV2Command({ Bucket: 'cli-data', ContinuationToken: token }));
+      for (const o of r.Contents ?? []) if (!o.Key!.startsWith('.deltaglider/')) stored += o.Size ?? 0;
+      token = r.NextContinuationToken;
+    } while (token);
+    const logical = Object.values(expect).reduce((n, b) => n + b.length, 0);
+    t.same(proxy.app.engine.usageFigures().get('releases'), { objects: Object.keys(expect).length, logical, stored });
+    t.ok(stored < logical, `deltas save bytes (${stored} of ${logical})`);
+    const m = await fetch(`${proxy.url}/_/metrics`, { headers: { authorization: 'Bearer cli-scrape' } });
+    t.match(await m.text(), `deltaglider_logical_bytes{bucket="releases"} ${logical}`, 'and the metrics say so');
   });
 
   await t.test('GET, HEAD and ranges rebuild and verify byte-exact', async (t) => {

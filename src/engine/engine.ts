@@ -24,6 +24,7 @@ import { Collector } from './gc.js';
 import { DecodedCache } from './decoded-cache.js';
 import { GZIP_DEFAULTS, GzipKind } from './gzip-form.js';
 import { UsageTracker } from './usage-tracker.js';
+import type { BucketUsage } from './usage.js';
 import { CliLayout } from './cli-layout/layout.js';
 import { spool, type SpoolOptions, type Spooled } from './spool.js';
 import type { EngineOptions, ObjectStore, PreEncode, PutInput } from './types.js';
@@ -114,6 +115,8 @@ export class Engine implements ObjectStore {
     await sweepUploads();
     this.timers.push(setInterval(sweepUploads, Math.min(3600_000, this.opts.multipartMaxAgeMs)).unref());
     await this.usage.start();
+    // CLI buckets have no usage records: counted in the background, then hourly.
+    this.cli?.startUsage();
     // Compaction work recorded in the backend (before a restart, or by other instances).
     this.compactor.start();
     // Crash leftovers: a background sweep soon after start-up, then periodically.
@@ -133,6 +136,18 @@ export class Engine implements ObjectStore {
     await this.usage.close();
     this.cli?.close();
     await this.backend.close();
+  }
+
+  /** Usage figures of every bucket: native ones as recorded, CLI-layout ones as last counted. */
+  usageFigures(): Map<string, BucketUsage> {
+    const all = this.usage.current();
+    if (this.cli) for (const [b, u] of this.cli.usage()) all.set(b, u);
+    return all;
+  }
+
+  /** Counts the CLI-layout buckets now (also done hourly in the background). */
+  countCliUsage(): Promise<void> {
+    return this.cli?.countUsage() ?? Promise.resolve();
   }
 
   /** Reference cache hits and misses since start (metrics). */

@@ -14,7 +14,17 @@ import { ReferenceCache } from '../refcache.js';
 import type { FileRouter } from '../router.js';
 import type { EngineOptions, PutInput } from '../types.js';
 import { listCliPage } from './list.js';
-import { deltaName, DELTA_SUFFIX, describe, field, parseCreated, referenceName, userKeyOf } from './names.js';
+import { CLI_INTERNAL, deltaName, DELTA_SUFFIX, describe, field, parseCreated, referenceName, userKeyOf } from './names.js';
+import type { BucketUsage } from '../usage.js';
+
+/**
+ * How often the CLI buckets' usage figures are counted again: the CLI writes
+ * without the proxy, so figures kept up by the proxy's own writes (as for
+ * native buckets) would miss its uploads.
+ */
+export const CLI_USAGE_MS = 3600_000;
+/** HEADs of delta objects per second while counting (a delta's original size is in its metadata). */
+export const CLI_USAGE_HEADS_PER_SECOND = 200;
 import { openCli } from './read.js';
 import { putCli } from './write.js';
 
@@ -43,6 +53,11 @@ export class CliLayout {
   private readonly cacheDir: string;
   /** Reference use (read) against reference removal (write), per deltaspace. */
   private readonly spaceLocks = new KeyedRwLock();
+  /** Usage figures per proxy bucket, from the last count (countUsage). */
+  private readonly figures = new Map<string, BucketUsage>();
+  private counting?: Promise<void>;
+  private usageTimer?: NodeJS.Timeout;
+  private closed = false;
 
   constructor(
     o: CliLayoutOptions,
@@ -70,8 +85,82 @@ export class CliLayout {
   }
 
   close(): void {
+    this.closed = true;
+    if (this.usageTimer) clearInterval(this.usageTimer);
     this.cache.clear();
     (this.store as { close?: () => void }).close?.();
+  }
+
+  // ---- usage figures (docs/operations.md, "Usage figures") --------------
+
+  /** Counts every CLI bucket now and then every CLI_USAGE_MS, in the background. */
+  startUsage(): void {
+    void this.countUsage();
+    this.usageTimer = setInterval(() => void this.countUsage(), CLI_USAGE_MS).unref();
+  }
+
+  /** The figures of the CLI buckets counted so far. */
+  usage(): Map<string, BucketUsage> {
+    return new Map(this.figures);
+  }
+
+  /** Counts every CLI bucket (one count at a time; a caller during one waits for it). */
+  countUsage(headsPerSecond = CLI_USAGE_HEADS_PER_SECOND): Promise<void> {
+    this.counting ??= (async () => {
+      for (const bucket of this.map.keys()) {
+        if (this.closed) return;
+        try {
+          const u = await this.countBucket(bucket, headsPerSecond);
+          if (u) this.figures.set(bucket, u);
+          else this.figures.delete(bucket);
+        } catch (err) {
+          this.d.log.warn({ bucket, err }, 'usage figures: cannot count a CLI bucket');
+        }
+      }
+    })().finally(() => (this.counting = undefined));
+    return this.counting;
+  }
+
+  /**
+   * One listing of the backend bucket: every stored object counts as stored
+   * bytes (references included, the CLI's own `.deltaglider/` records not);
+   * a direct object's size is also its logical size; a delta's logical size
+   * is the original size in its metadata, one HEAD each, rate-limited. Null
+   * when the backend bucket does not exist.
+   */
+  private async countBucket(bucket: string, headsPerSecond: number): Promise<BucketUsage | null> {
+    const b = this.backend(bucket);
+    if (!(await this.store.headBucket(b))) return null;
+    const u: BucketUsage = { objects: 0, logical: 0, stored: 0 };
+    const deltas: string[] = [];
+    for await (const o of this.store.list(b, { prefix: '' })) {
+      if (this.closed) return null;
+      if (o.name.startsWith(CLI_INTERNAL)) continue;
+      u.stored += o.size;
+      const key = userKeyOf(o.name);
+      if (key === null) continue;
+      if (key !== o.name) deltas.push(o.name);
+      else {
+        u.objects++;
+        u.logical += o.size;
+      }
+    }
+    for (let i = 0; i < deltas.length && !this.closed; i += headsPerSecond) {
+      const started = Date.now();
+      await mapLimit(deltas.slice(i, i + headsPerSecond), 16, async (name) => {
+        const h = await this.store.head(b, name);
+        if (!h) return;
+        u.objects++;
+        try {
+          u.logical += describe(name.slice(0, -DELTA_SUFFIX.length), h, 'delta', bucket).size;
+        } catch {
+          // A delta without the CLI's size field: its stored size is all we know.
+          u.logical += h.size;
+        }
+      });
+      if (i + headsPerSecond < deltas.length) await new Promise((r) => setTimeout(r, Math.max(0, 1000 - (Date.now() - started))));
+    }
+    return u;
   }
 
   // ---- buckets ----------------------------------------------------------

@@ -120,7 +120,7 @@ export class ConsoleApi {
   }
 
   private async buckets(reply: FastifyReply, session: Session): Promise<FastifyReply> {
-    const usage = this.engine.usage.current();
+    const usage = this.engine.usageFigures();
     const rows = (await this.engine.listBuckets())
       .filter((b) => this.may(session, b.name))
       .map((b) => {

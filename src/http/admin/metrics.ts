@@ -98,7 +98,7 @@ export class Metrics {
         registers,
         collect() {
           this.reset();
-          for (const [bucket, u] of engine.usage.current()) this.set({ bucket }, u[field]);
+          for (const [bucket, u] of engine.usageFigures()) this.set({ bucket }, u[field]);
         },
       });
     perBucket('deltaglider_logical_bytes', 'Bytes of the objects as uploaded, per bucket', 'logical');
