@@ -114,7 +114,8 @@ export class CliLayout {
           if (u) this.figures.set(bucket, u);
           else this.figures.delete(bucket);
         } catch (err) {
-          this.d.log.warn({ bucket, err }, 'usage figures: cannot count a CLI bucket');
+          // (Closing cuts a count short: not worth a warning.)
+          if (!this.closed) this.d.log.warn({ bucket, err }, 'usage figures: cannot count a CLI bucket');
         }
       }
     })().finally(() => (this.counting = undefined));
