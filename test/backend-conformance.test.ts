@@ -70,6 +70,42 @@ function conformance(name: string, make: (t: Test) => Promise<Backend>, skip: st
       await b.delete('conf-bucket', 'k.meta', { ifMatch: e2 });
     });
 
+    await t.test('conditional writes under a race: one writer wins, the others are told', async (t) => {
+      // Each round: writers that all read the same version race to replace it
+      // (If-Match), alongside one unconditional write. Exactly one conditional
+      // write may succeed, and only if the unconditional one did not land
+      // between its check and its commit; what is left is a write that
+      // succeeded, never one that was refused.
+      for (let round = 0; round < 20; round++) {
+        const name = `race/k${round}.meta`;
+        const base = await b.putBytes('conf-bucket', name, Buffer.from('base'));
+        const results = await Promise.all(
+          Array.from({ length: 8 }, (_, i) =>
+            b.putBytes('conf-bucket', name, Buffer.from(`w${i}`), { ifMatch: base }).then(
+              () => `w${i}`,
+              (err: unknown) => {
+                if (!(err instanceof PreconditionError)) throw err;
+                return null;
+              },
+            ),
+          ),
+        );
+        const won = results.filter((r) => r !== null);
+        const final = (await b.readSmall('conf-bucket', name))?.body.toString();
+        if (won.length !== 1 || final !== won[0]) t.fail(`round ${round}: ${won.length} conditional writes succeeded (${won.join(', ')}), ${final} left`);
+        // A conditional delete racing conditional writes: only one of them acts.
+        const e2 = (await b.head('conf-bucket', name))!.etag!;
+        const [w, d] = await Promise.allSettled([b.putBytes('conf-bucket', name, Buffer.from('late'), { ifMatch: e2 }), b.delete('conf-bucket', name, { ifMatch: e2 })]);
+        const left = (await b.readSmall('conf-bucket', name))?.body.toString();
+        if (w.status === 'fulfilled' && d.status === 'fulfilled' && left !== undefined && left !== 'late') t.fail(`round ${round}: both acted, ${left} left`);
+        if (w.status === 'fulfilled' && left === undefined && d.status === 'fulfilled') {
+          // The delete came after the write only if it checked after it: then its If-Match had to fail.
+          t.fail(`round ${round}: a delete conditional on the old version removed the new one`);
+        }
+      }
+      t.pass('every race had one winner');
+    });
+
     await t.test('files, streams and ranges', async (t) => {
       for (const size of [0, 1000, 7 * 1024 * 1024 + 3]) {
         const data = randomBytes(size);

@@ -138,6 +138,32 @@ export class FilesystemBackend implements Backend {
     await fsp.rm(this.bucketDir(bucket), { recursive: true, force: true });
   }
 
+  /**
+   * Commits to one path one at a time. A conditional write checks the
+   * current version and then renames: two steps, with awaits between them,
+   * so without this another commit could land in between and be overwritten
+   * although its own check passed (a PUT's new sidecar replaced by a
+   * compaction's swap of the version before it). One instance serves a data
+   * directory, so a lock in this process makes the check and the commit one
+   * step, as If-Match is on S3.
+   */
+  private readonly commits = new Map<string, Promise<void>>();
+
+  private async serial<T>(p: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.commits.get(p);
+    let done!: () => void;
+    const mine = new Promise<void>((resolve) => (done = resolve));
+    const tail = before ? before.then(() => mine) : mine;
+    this.commits.set(p, tail);
+    if (before) await before;
+    try {
+      return await fn();
+    } finally {
+      done();
+      if (this.commits.get(p) === tail) this.commits.delete(p);
+    }
+  }
+
   private async writeAtomic(dir: string, base: string, body: Buffer | string | { file: string }, opts: PutOptions = {}): Promise<string> {
     const final = path.join(dir, base);
     const createOnly = opts.ifNoneMatch === true;
@@ -156,19 +182,21 @@ export class FilesystemBackend implements Backend {
         } finally {
           await fh.close();
         }
-        if (opts.ifMatch !== undefined && (await currentEtag(final)) !== opts.ifMatch) throw new PreconditionError(final);
-        if (createOnly) {
-          // link() fails with EEXIST atomically: the create-only commit.
-          try {
-            await fsp.link(tmp, final);
-          } catch (err) {
-            if (isCode(err, 'EEXIST')) throw new AlreadyExistsError(final);
-            throw err;
+        await this.serial(final, async () => {
+          if (opts.ifMatch !== undefined && (await currentEtag(final)) !== opts.ifMatch) throw new PreconditionError(final);
+          if (createOnly) {
+            // link() fails with EEXIST atomically: the create-only commit.
+            try {
+              await fsp.link(tmp, final);
+            } catch (err) {
+              if (isCode(err, 'EEXIST')) throw new AlreadyExistsError(final);
+              throw err;
+            }
+            await fsp.unlink(tmp);
+          } else {
+            await fsp.rename(tmp, final);
           }
-          await fsp.unlink(tmp);
-        } else {
-          await fsp.rename(tmp, final);
-        }
+        });
         await this.syncDir(dir);
         return etag;
       } catch (err) {
@@ -258,17 +286,21 @@ export class FilesystemBackend implements Backend {
 
   async delete(bucket: string, name: string, opts: DeleteOptions = {}): Promise<void> {
     const p = this.blobPath(bucket, name);
-    if (opts.ifMatch !== undefined) {
-      const cur = await currentEtag(p);
-      if (cur === null) return;
-      if (cur !== opts.ifMatch) throw new PreconditionError(p);
-    }
-    try {
-      await fsp.unlink(p);
-    } catch (err) {
-      if (isCode(err, 'ENOENT', 'ENOTDIR')) return;
-      throw err;
-    }
+    const removed = await this.serial(p, async () => {
+      if (opts.ifMatch !== undefined) {
+        const cur = await currentEtag(p);
+        if (cur === null) return false;
+        if (cur !== opts.ifMatch) throw new PreconditionError(p);
+      }
+      try {
+        await fsp.unlink(p);
+        return true;
+      } catch (err) {
+        if (isCode(err, 'ENOENT', 'ENOTDIR')) return false;
+        throw err;
+      }
+    });
+    if (!removed) return;
     // Prune directories left empty, up to (not including) the bucket.
     const stop = this.bucketDir(bucket);
     for (let dir = path.dirname(p); dir.length > stop.length && dir.startsWith(stop); dir = path.dirname(dir)) {
