@@ -9,7 +9,7 @@ import { Codec } from './codec.js';
 import { Compactor } from './compaction.js';
 import { copyObject, type CopyInput } from './copy.js';
 import { checkBucketName, checkKey, deltaspaceOf, isBucketName, keyOfMetaBlob, newBlobId } from './keys.js';
-import { KeyedRwLock } from './locks.js';
+import { KeyedRwLock } from '../locks.js';
 import { Lister, type ListInput, type ListResult } from './list.js';
 import type { ObjectMeta } from './meta.js';
 import { Multipart } from './multipart.js';

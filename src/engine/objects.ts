@@ -10,7 +10,7 @@ import type { GzipKind } from './gzip-form.js';
 import { format1Sidecar, newestFormat1, readFormat1, removeFormat1, type Format1Version } from './format1.js';
 import { namesOf, type Collector } from './gc.js';
 import { dataBlob, deltaspaceOf, metaBlob, newBlobId, objectBlob, objectSidecar } from './keys.js';
-import { KeyedRwLock } from './locks.js';
+import { KeyedRwLock } from '../locks.js';
 import { encodeMeta, parseObjectMeta, seededReference, type BlockDigests, type ObjectMeta, type StoredForm } from './meta.js';
 import type { References, ReferenceVersion } from './references.js';
 import type { FileRouter } from './router.js';

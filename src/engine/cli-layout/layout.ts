@@ -8,7 +8,7 @@ import type { PlainObject, PlainStore } from '../../storage/plain.js';
 import type { Codec } from '../codec.js';
 import { deltaspaceOf, spacePrefix } from '../keys.js';
 import type { ListInput, ListResult } from '../list.js';
-import { KeyedRwLock } from '../locks.js';
+import { KeyedRwLock } from '../../locks.js';
 import { UnsupportedFormatError, type ObjectMeta } from '../meta.js';
 import { ReferenceCache } from '../refcache.js';
 import type { FileRouter } from '../router.js';

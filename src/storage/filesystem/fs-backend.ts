@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { AlreadyExistsError, NotEmptyError, NotFoundError, PreconditionError } from '../../errors.js';
+import { KeyedRwLock } from '../../locks.js';
 import type { Backend, BlobInfo, BucketInfo, DeleteOptions, GetOptions, ListOptions, PutOptions, SmallBlob, SortedListOptions } from '../backend.js';
 import { INTERNAL_PREFIX, decodeComponents, encodeName, encodePrefixDir } from './names.js';
 import { SortedLister, type SortedListerOptions } from './sorted-list.js';
@@ -147,20 +148,14 @@ export class FilesystemBackend implements Backend {
    * directory, so a lock in this process makes the check and the commit one
    * step, as If-Match is on S3.
    */
-  private readonly commits = new Map<string, Promise<void>>();
+  private readonly commits = new KeyedRwLock();
 
   private async serial<T>(p: string, fn: () => Promise<T>): Promise<T> {
-    const before = this.commits.get(p);
-    let done!: () => void;
-    const mine = new Promise<void>((resolve) => (done = resolve));
-    const tail = before ? before.then(() => mine) : mine;
-    this.commits.set(p, tail);
-    if (before) await before;
+    const release = await this.commits.write(p);
     try {
       return await fn();
     } finally {
-      done();
-      if (this.commits.get(p) === tail) this.commits.delete(p);
+      release();
     }
   }
 

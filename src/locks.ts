@@ -1,7 +1,8 @@
 // In-process keyed readers-writer locks. They order the blob writes of one
 // proxy instance (a key's data and sidecar; a deltaspace's reference and the
-// deltas that need it). Instances sharing a backend rely on the backend's
-// conditional writes instead (docs/operations.md).
+// deltas that need it), and the filesystem backend's commits to one path.
+// Instances sharing a backend rely on the backend's conditional writes
+// instead (docs/operations.md).
 
 type Waiter = { write: boolean; resolve: () => void };
 
