@@ -181,7 +181,7 @@ export class Codec {
    * An encoder fed while the upload arrives: the target streams into
    * `stdin`, the delta goes to the file `out`. `done` settles when xdelta3
    * exits, after `stdin` has ended: true when the delta is complete, false
-   * when it was stopped on reaching `limit` bytes (OutputLimit), `seen()`
+   * when it was stopped on reaching `limit` bytes (OutputLimit), `stopped()`
    * then being the size it had reached. Null when no codec slot is free now.
    */
   encodeStream(
@@ -189,7 +189,7 @@ export class Codec {
     refSize: number,
     out: string,
     limit?: number,
-  ): { stdin: NodeJS.WritableStream & { destroy(): void }; done: Promise<boolean>; seen(): number; stopped(): number | null; kill(): void } | null {
+  ): { stdin: NodeJS.WritableStream & { destroy(): void }; done: Promise<boolean>; stopped(): number | null; kill(): void } | null {
     // Only with a slot free right now, and preemptible: a queued job stops
     // it, and the upload is then encoded after it arrives.
     let kill = () => {};
@@ -217,7 +217,7 @@ export class Codec {
       },
     );
     done.catch(() => {});
-    return { stdin: child.stdin!, done, seen: () => watch.seen, stopped: () => (watch.tripped ? watch.seen : null), kill: () => void child.kill() };
+    return { stdin: child.stdin!, done, stopped: () => (watch.tripped ? watch.seen : null), kill: () => void child.kill() };
   }
 
   /** The most xdelta3 processes run at once. */

@@ -240,15 +240,14 @@ export class Objects {
       if (form) return { written: { form, ref }, seeded };
     }
     const same = pre && pre.refSha === ref.sha256;
-    // Waited for only when it saw every byte (an encoder the tee dropped may not be done).
-    const preDone = same && body.teed ? await pre.finish() : null;
+    // Only an encoder that saw every byte of this very body can stand for it
+    // (and only such a one is waited for: one the tee dropped may not be done).
+    const preFile = same && body.teed ? await pre.finish() : null;
     // An encoder stopped at the limit saw a prefix of this body (the tee
     // feeds it in order), and its delta had already reached the size at
     // which the whole one is dropped.
-    const stopped = typeof preDone === 'object' && preDone ? preDone.stopped : same ? pre.stopped() : null;
+    const stopped = same ? pre.stopped() : null;
     if (stopped !== null && stopped / body.size >= this.d.opts.maxDeltaRatio) return { written: null, seeded };
-    // Only an encoder that saw every byte of this very body can stand for it.
-    const preFile = typeof preDone === 'string' ? preDone : null;
     this.d.log.debug?.({ bucket, key, overlapped: !!preFile }, 'delta encode');
     let out = preFile;
     let handle;

@@ -42,7 +42,7 @@ export async function prepareDelta(deps: PreEncodeDeps, bucket: string, key: str
   return {
     sink: enc.stdin,
     refSha: ref.sha256,
-    finish: () => enc.done.then((complete) => (complete ? out : { stopped: enc.seen() }), () => null),
+    finish: () => enc.done.then((complete) => (complete ? out : null), () => null),
     stopped: () => enc.stopped(),
     cancel: async () => {
       enc.kill();

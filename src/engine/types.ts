@@ -72,13 +72,12 @@ export interface PutInput extends ObjectAttributes {
 export interface PreEncode {
   sink: NodeJS.WritableStream;
   refSha: string;
+  /** Waits for the encoder; the delta file, or null if it failed or was stopped. */
+  finish(): Promise<string | null>;
   /**
-   * Waits for the encoder: the delta file; or `stopped`, the size its delta
-   * had reached when it was stopped at max_delta_ratio of the declared size
-   * (Codec.encodeStream); or null if it failed.
+   * The size its delta had reached if it was stopped at max_delta_ratio of
+   * the declared size (Codec.encodeStream), else null; needs no wait.
    */
-  finish(): Promise<string | { stopped: number } | null>;
-  /** Without waiting: the size its delta had reached if it was stopped at that limit, else null. */
   stopped(): number | null;
   /** Stops the encoder and removes its file (always call, in a finally). */
   cancel(): Promise<void>;
