@@ -11,6 +11,14 @@ import { rng } from '../bench/corpus.js';
 
 const ALPHABET = [' ', '!', '-', '.', '/', 'a', 'b', 'z', 'é'];
 
+/** 5 to 64 distinct short keys over ALPHABET. */
+function randomKeys(r: () => number): Set<string> {
+  const keys = new Set<string>();
+  const n = 5 + Math.floor(r() * 60);
+  while (keys.size < n) keys.add(Array.from({ length: 1 + Math.floor(r() * 5) }, () => ALPHABET[Math.floor(r() * ALPHABET.length)]).join(''));
+  return keys;
+}
+
 /** `chunk`: names per list call, as S3 lists (1000), with callEnd asked between calls; `plainKeys`: sidecars only (blobs kept apart). */
 function fakeEngine(keys: string[], chunk = 0, plainKeys = false): { engine: { listObjects: Lister['list'] }; scanned: () => number; calls: () => number } {
   // Format 1 sidecars for some keys, format 2 (`.object.meta` and an
@@ -62,9 +70,7 @@ t.test('release points', async (t) => {
 t.test('streamed pages equal sorted pages', async (t) => {
   const r = rng(7);
   for (let round = 0; round < 40; round++) {
-    const keys = new Set<string>();
-    const n = 5 + Math.floor(r() * 60);
-    while (keys.size < n) keys.add(Array.from({ length: 1 + Math.floor(r() * 5) }, () => ALPHABET[Math.floor(r() * ALPHABET.length)]).join(''));
+    const keys = randomKeys(r);
     const sorted = [...keys].sort(compareKeys);
     const { engine } = fakeEngine([...keys]);
     for (const [prefix, delimiter] of [['', ''], ['', '/'], ['a', ''], ['a', '-'], ['', '.']]) {
@@ -94,9 +100,7 @@ t.test('streamed pages equal sorted pages', async (t) => {
 t.test('listing in calls: a page ends where a call does, and the pages together are the listing', async (t) => {
   const r = rng(11);
   for (let round = 0; round < 30; round++) {
-    const keys = new Set<string>();
-    const n = 5 + Math.floor(r() * 60);
-    while (keys.size < n) keys.add(Array.from({ length: 1 + Math.floor(r() * 5) }, () => ALPHABET[Math.floor(r() * ALPHABET.length)]).join(''));
+    const keys = randomKeys(r);
     const sorted = [...keys].sort(compareKeys);
     for (const chunk of [1, 2, 7]) {
       const { engine } = fakeEngine([...keys], chunk);
