@@ -96,7 +96,9 @@ t.test('decode: a slow reader does not hold the process; the spool file goes wit
   const spoolDir = path.join(dir, 'spool');
   await fsp.mkdir(spoolDir);
   const codec = new Codec({ binary: 'xdelta3', level: 1, secondary: 'default', maxWindow: 2048 * MIB, pool: { maxProcesses: 1 }, spoolDir });
-  const { ref, target } = await encodedPair(codec, dir, 16 * MIB, 'different');
+  // Larger than what a stream may hold in memory ahead of its reader
+  // (MEMORY_AHEAD, 16 MiB), so the rest goes to the spool.
+  const { ref, target } = await encodedPair(codec, dir, 40 * MIB, 'different');
 
   const t0 = Date.now();
   const out = codec.decode(path.join(dir, 'ref'), ref.length, path.join(dir, 'delta'));
@@ -138,12 +140,14 @@ t.test('decode: a slow reader does not hold the process; the spool file goes wit
 
 t.test('HTTP: a full queue answers 503 SlowDown with Retry-After', async (t) => {
   // One process, no queue, no spool, no decoded cache (which would decode at
-  // xdelta3's speed whatever the reader): a reader that reads nothing keeps the process.
+  // xdelta3's speed whatever the reader): a reader that reads nothing keeps
+  // the process, once the object is larger than what a decode may hold in
+  // memory ahead of its reader (16 MiB) plus the socket's buffers.
   const p = await startProxy(t, { codecMaxProcesses: 1, codecQueueLength: 0, codecSpoolMb: 0, decodedCacheMb: 0, sendIdleTimeoutSecs: 30 });
   const s3 = sdk(p.url, { maxAttempts: 1 });
   t.teardown(() => s3.destroy());
   await s3.send(new CreateBucketCommand({ Bucket: 'pool' }));
-  const ref = randomBytes(8 * MIB);
+  const ref = randomBytes(40 * MIB);
   const v2 = Buffer.from(ref);
   v2.write('v2', 77);
   await s3.send(new PutObjectCommand({ Bucket: 'pool', Key: 'r/a.zip', Body: ref }));

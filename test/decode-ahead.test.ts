@@ -3,7 +3,7 @@ import * as fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import t from 'tap';
-import { DecodeAhead, MAX_UNWRITTEN, SpoolBudget } from '../src/engine/decode-ahead.js';
+import { DecodeAhead, MAX_UNWRITTEN, MEMORY_AHEAD, MEMORY_AHEAD_TOTAL, SpoolBudget } from '../src/engine/decode-ahead.js';
 import { tempDir } from './helpers/proxy.js';
 
 // The decode spool (src/engine/decode-ahead.ts) holds what a slow reader is
@@ -45,4 +45,78 @@ t.test('a decoder far ahead of the disk is paused, not buffered in memory', asyn
   // Bounded by MAX_UNWRITTEN plus chunks written but not yet collected: far below the 256 MiB spooled.
   t.ok(peak < MAX_UNWRITTEN + (88 << 20), `buffers grew at most ${(peak / 2 ** 20).toFixed(1)} MiB while 256 MiB were spooled`);
   t.same(await fsp.readdir(dir), [], 'the spool file is gone');
+});
+
+t.test('a reader a few MiB behind is kept in memory, not sent through the file', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'spool');
+  const memory = new SpoolBudget(MEMORY_AHEAD_TOTAL);
+  const chunk = (i: number) => Buffer.alloc(64 * 1024, i);
+  // 8 MiB arrive while the reader is not reading (a client's brief stall),
+  // then the reader takes everything.
+  const src = new Readable({ read() {} });
+  const ahead = new DecodeAhead(file, new SpoolBudget(1 << 30), () => {}, memory);
+  ahead.attach(src);
+  for (let i = 0; i < 128; i++) src.push(chunk(i));
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(ahead.spooled, 0, 'nothing spooled');
+  t.ok(ahead.held >= (8 << 20) - (2 << 20), `held in memory: ${ahead.held} bytes`);
+  t.equal(memory.used, ahead.held, 'charged to the shared memory budget');
+  await t.rejects(fsp.access(file), 'no spool file made');
+  src.push(null);
+  ahead.exitedOk();
+  let n = 0;
+  let i = 0;
+  let inOrder = true;
+  for await (const c of ahead) {
+    for (let at = 0; at < (c as Buffer).length; at += 64 * 1024) inOrder &&= (c as Buffer)[at] === (i++ & 0xff);
+    n += (c as Buffer).length;
+  }
+  t.equal(n, 8 << 20, 'every byte');
+  t.ok(inOrder, 'in order');
+  t.equal(memory.used, 0, 'the budget is given back');
+});
+
+t.test('past its share of memory (or the shared budget), a lagging reader spools, in order', async (t) => {
+  const dir = await tempDir(t);
+  for (const [what, total] of [
+    ['per stream', MEMORY_AHEAD_TOTAL],
+    ['shared budget', 4 << 20],
+  ] as const) {
+    const memory = new SpoolBudget(total);
+    const src = new Readable({ read() {} });
+    const ahead = new DecodeAhead(path.join(dir, `spool-${total}`), new SpoolBudget(1 << 30), () => {}, memory);
+    ahead.attach(src);
+    const n = (MEMORY_AHEAD >> 16) + 64;
+    for (let i = 0; i < n; i++) src.push(Buffer.alloc(64 * 1024, i));
+    src.push(null);
+    ahead.exitedOk();
+    await new Promise((r) => setTimeout(r, 50));
+    t.ok(ahead.held <= Math.min(MEMORY_AHEAD, total), `${what}: ${ahead.held} bytes held in memory`);
+    t.ok(ahead.spooled > 0, `${what}: the rest spooled (${ahead.spooled} bytes)`);
+    let i = 0;
+    let inOrder = true;
+    let bytes = 0;
+    for await (const c of ahead) {
+      for (let at = 0; at < (c as Buffer).length; at += 64 * 1024) inOrder &&= (c as Buffer)[at] === (i++ & 0xff);
+      bytes += (c as Buffer).length;
+    }
+    t.equal(bytes, n * 64 * 1024, `${what}: every byte`);
+    t.ok(inOrder, `${what}: memory first, then the file`);
+    t.equal(memory.used, 0, `${what}: budget given back`);
+  }
+});
+
+t.test('a stream destroyed while holding memory gives it back', async (t) => {
+  const dir = await tempDir(t);
+  const memory = new SpoolBudget(MEMORY_AHEAD_TOTAL);
+  const src = new Readable({ read() {} });
+  const ahead = new DecodeAhead(path.join(dir, 'spool'), new SpoolBudget(1 << 30), () => {}, memory);
+  ahead.attach(src);
+  for (let i = 0; i < 32; i++) src.push(Buffer.alloc(64 * 1024, i));
+  await new Promise((r) => setTimeout(r, 50));
+  t.ok(memory.used > 0, 'holding memory');
+  ahead.destroy();
+  await new Promise((r) => ahead.once('close', r));
+  t.equal(memory.used, 0, 'all of it back');
 });

@@ -3,7 +3,7 @@ import * as fsp from 'node:fs/promises';
 import os from 'node:os';
 import type { Readable } from 'node:stream';
 import { CodecPool, type PoolOptions, type PoolStats, type Slot } from './codec-pool.js';
-import { DecodeAhead, SpoolBudget } from './decode-ahead.js';
+import { DecodeAhead, MEMORY_AHEAD_TOTAL, SpoolBudget } from './decode-ahead.js';
 import { tempPath } from './spool.js';
 
 // The xdelta3 codec, run as the Debian/Homebrew `xdelta3` binary.
@@ -115,6 +115,8 @@ export class XdeltaError extends Error {
 export class Codec {
   private readonly pool: CodecPool;
   private readonly spoolBudget: SpoolBudget;
+  /** Memory all decodes may hold ahead of their readers before they spool (./decode-ahead.ts). */
+  private readonly aheadMemory = new SpoolBudget(MEMORY_AHEAD_TOTAL);
   private stoppedEarly = 0;
 
   constructor(readonly opts: CodecOptions) {
@@ -282,11 +284,16 @@ export class Codec {
       throw err;
     }
     let kill = () => {};
-    const out = new DecodeAhead(tempPath(this.opts.spoolDir ?? os.tmpdir(), 'decode'), this.spoolBudget, () => {
-      ac.abort();
-      kill();
-      if (typeof delta !== 'string') delta.destroy();
-    });
+    const out = new DecodeAhead(
+      tempPath(this.opts.spoolDir ?? os.tmpdir(), 'decode'),
+      this.spoolBudget,
+      () => {
+        ac.abort();
+        kill();
+        if (typeof delta !== 'string') delta.destroy();
+      },
+      this.aheadMemory,
+    );
     const onAbort = () => out.destroy(signal!.reason instanceof Error ? signal!.reason : new Error('aborted'));
     if (signal?.aborted) onAbort();
     signal?.addEventListener('abort', onAbort, { once: true });
