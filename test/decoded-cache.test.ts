@@ -12,7 +12,8 @@ import { blobs, startProxy, tempDir } from './helpers/proxy.js';
 import { until } from './helpers/raw.js';
 
 // The decoded cache (src/engine/decoded-cache.ts): one decode of a delta
-// version serves every full and ranged read of it, every read is still
+// version serves every full and ranged read of it (from the second whole
+// read on: the first decodes straight to its client), every read is still
 // verified, a damaged decode is dropped, and files go when entries go.
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -117,6 +118,20 @@ t.test('unit: readers at the frontier of the decode take chunks from memory; one
   cache.clear();
 });
 
+t.test('unit: a whole read of a version goes past the cache the first time; ranges never do', async (t) => {
+  const cache = new DecodedCache(await tempDir(t), 3000);
+  t.notOk(cache.wants('a', 1000, true), 'first whole read: straight');
+  t.ok(cache.wants('a', 1000, true), 'second whole read: through the cache');
+  t.ok(cache.wants('b', 1000, false), 'a range: through the cache, first time too');
+  t.ok(cache.wants('c', 1000, true, true), 'always (the gzip form): through the cache');
+  t.notOk(cache.wants('d', 4000, false), 'too large for the cache: never');
+  t.notOk(cache.wants('d', 4000, true), 'too large, whole: never');
+  t.notOk(cache.wants('d', 4000, true), '... however often');
+  await collect(await cache.range('e', 1000, async () => Readable.from([randomBytes(1000)]), 0, 999));
+  t.ok(cache.wants('e', 1000, true), 'cached (a range read it): a whole read joins it');
+  cache.clear();
+});
+
 t.test('proxy: full and ranged GETs of a delta share one decode; damage never reaches a client', async (t) => {
   const proxy = await startProxy(t);
   const s3 = sdk(proxy.url, { maxAttempts: 1 });
@@ -130,7 +145,14 @@ t.test('proxy: full and ranged GETs of a delta share one decode; damage never re
   const delta = names.find((n) => /^r\/v2\.zip\.[0-9a-f]{16}\.delta\.bin$/.test(n));
   t.ok(delta, 'v2 is stored as a delta');
   const codec = proxy.app.engine.codec;
-  const runs = codec.stats.runs;
+  const dir = path.join(proxy.app.engine.opts.cacheDir, 'decoded');
+  const cached = async () => (await fsp.readdir(dir).catch(() => [])).length;
+  // A one-off GET decodes straight to its client: no copy on disk.
+  let runs = codec.stats.runs;
+  t.equal(sha(await get(s3, 'r/v2.zip')), sha(v2), 'first GET: exact bytes');
+  await until(() => codec.stats.runs - runs >= 1, 10_000, 'the first decode to be counted');
+  t.equal(await cached(), 0, 'and no decoded copy kept');
+  runs = codec.stats.runs;
   const mid = Math.floor(v2.length / 2);
   const got = await Promise.all([
     ...[0, 1, 2, 3, 4, 5].map(() => get(s3, 'r/v2.zip')),
@@ -142,10 +164,10 @@ t.test('proxy: full and ranged GETs of a delta share one decode; damage never re
   t.same(got[7], v2.subarray(0, 10), 'a leading range: exact bytes');
   await until(() => codec.stats.runs - runs >= 1, 10_000, 'the decode to be counted');
   t.equal(codec.stats.runs - runs, 1, 'one xdelta3 decode served all eight');
+  t.equal(await cached(), 1, 'and its copy is kept');
 
   // A damaged cache file fails the read that meets it (the SHA-256 check),
   // is dropped, and the next read decodes the stored delta again.
-  const dir = path.join(proxy.app.engine.opts.cacheDir, 'decoded');
   const [file] = await fsp.readdir(dir);
   const p = path.join(dir, file);
   const buf = await fsp.readFile(p);
@@ -157,6 +179,7 @@ t.test('proxy: full and ranged GETs of a delta share one decode; damage never re
   // last byte (the first reader takes the bytes as they come).
   await until(() => codec.stats.runs - runs >= 2, 10_000, 'the second decode to be counted');
   t.equal(codec.stats.runs - runs, 2, 'with one more decode');
+  await until(async () => (await cached()) === 1, 10_000, 'the copy to be made again');
 
   // Damage in the stored delta: served reads stay correct from the verified
   // copy, and scrub, which reads past every cache, reports the object.

@@ -61,10 +61,13 @@ export async function openStored(deps: ReadDeps, bucket: string, meta: ObjectMet
   // A delta or gzip form is served from the shared decode of its content
   // (./decoded-cache.ts) when it fits: one decode for all the parallel ranges
   // a download client sends, and for the many full GETs of the latest
-  // release a fleet of CI runners makes. Keyed by content (SHA-256 and
+  // release a fleet of CI runners makes (from the second on: the first
+  // whole read of a delta version decodes straight to its client, see
+  // DecodedCache.wants). A gzip form always goes through it: its rebuild
+  // costs far more than writing the copy. Keyed by content (SHA-256 and
   // size), so a format 1 blob name written again can never serve stale bytes.
-  const decoded = form.kind !== 'direct' && deps.decoded?.fits(meta.size) ? deps.decoded : undefined;
   const cacheId = `${bucket}\0${meta.sha256}\0${meta.size}`;
+  const decoded = form.kind !== 'direct' && deps.decoded?.wants(cacheId, meta.size, full, form.kind === 'gzip') ? deps.decoded : undefined;
   const open = (from: number, to: number) =>
     decoded
       ? decoded.range(cacheId, meta.size, () => openForm(deps, bucket, form, undefined, undefined, what), from, to)
