@@ -9,7 +9,8 @@ import { fileSha, fmt, peakRss, request, startProxy, table, timed, writeRandom }
 // First GETs of 100 MiB delta objects (issue goals: time to first byte p50
 // < 50 ms with a warm reference; time ≤ 1.2× bare `xdelta3 -d` + SHA-256 of
 // the same object). Each GET is of a different version, so each one decodes
-// (the decoded cache is keyed by content); the reference is warm (it seeded
+// (and, as a version's first whole GET, straight to its client, with no
+// decoded copy written); the reference is warm (it seeded
 // the deltaspace on this proxy). Bare: xdelta3 -d of the very delta and
 // reference blobs the proxy stored, its output hashed with SHA-256 as it
 // comes, as the proxy does; with -B of the reference size (the goal's
@@ -69,8 +70,8 @@ export async function deltaGet(work: string, sizeMb = 100, versions = 5): Promis
   // client does: hashing them too would put a second SHA-256 of 100 MiB on
   // the same two cores, which is the client's work, not the proxy's (the
   // proxy verifies the decode itself and cuts the response on a mismatch).
-  // The bytes are then checked by a second GET, untimed, from the decoded
-  // cache.
+  // The bytes are then checked by a second GET, untimed (it decodes again,
+  // into the decoded cache: the first whole GET of a version keeps no copy).
   const ref = path.join(dir, (await fsp.readdir(dir)).find((n) => /^reference\..*\.bin$/.test(n))!);
   const codec = new Codec({ binary: 'xdelta3', level: 9, secondary: 'default', maxWindow: 2048 * MB });
   const bare: number[] = [];
