@@ -47,6 +47,18 @@ t.test('a decoder far ahead of the disk is paused, not buffered in memory', asyn
   t.same(await fsp.readdir(dir), [], 'the spool file is gone');
 });
 
+/** Reads 64 KiB chunks numbered by their fill byte: [bytes, whether in order]. */
+async function readNumbered(r: Readable): Promise<[number, boolean]> {
+  let n = 0;
+  let i = 0;
+  let inOrder = true;
+  for await (const c of r as AsyncIterable<Buffer>) {
+    for (let at = 0; at < c.length; at += 64 * 1024) inOrder &&= c[at] === (i++ & 0xff);
+    n += c.length;
+  }
+  return [n, inOrder];
+}
+
 t.test('a reader a few MiB behind is kept in memory, not sent through the file', async (t) => {
   const dir = await tempDir(t);
   const file = path.join(dir, 'spool');
@@ -65,13 +77,7 @@ t.test('a reader a few MiB behind is kept in memory, not sent through the file',
   await t.rejects(fsp.access(file), 'no spool file made');
   src.push(null);
   ahead.exitedOk();
-  let n = 0;
-  let i = 0;
-  let inOrder = true;
-  for await (const c of ahead) {
-    for (let at = 0; at < (c as Buffer).length; at += 64 * 1024) inOrder &&= (c as Buffer)[at] === (i++ & 0xff);
-    n += (c as Buffer).length;
-  }
+  const [n, inOrder] = await readNumbered(ahead);
   t.equal(n, 8 << 20, 'every byte');
   t.ok(inOrder, 'in order');
   t.equal(memory.used, 0, 'the budget is given back');
@@ -94,13 +100,7 @@ t.test('past its share of memory (or the shared budget), a lagging reader spools
     await new Promise((r) => setTimeout(r, 50));
     t.ok(ahead.held <= Math.min(MEMORY_AHEAD, total), `${what}: ${ahead.held} bytes held in memory`);
     t.ok(ahead.spooled > 0, `${what}: the rest spooled (${ahead.spooled} bytes)`);
-    let i = 0;
-    let inOrder = true;
-    let bytes = 0;
-    for await (const c of ahead) {
-      for (let at = 0; at < (c as Buffer).length; at += 64 * 1024) inOrder &&= (c as Buffer)[at] === (i++ & 0xff);
-      bytes += (c as Buffer).length;
-    }
+    const [bytes, inOrder] = await readNumbered(ahead);
     t.equal(bytes, n * 64 * 1024, `${what}: every byte`);
     t.ok(inOrder, `${what}: memory first, then the file`);
     t.equal(memory.used, 0, `${what}: budget given back`);

@@ -54,7 +54,7 @@ export class SpoolBudget {
 const READ_SIZE = 1 << 20;
 /** Bytes one stream may hold in memory ahead of its reader before it spools. */
 export const MEMORY_AHEAD = 16 << 20;
-/** Default for the memory all streams of one codec may hold ahead of their readers. */
+/** Memory all the streams of one codec may hold ahead of their readers together. */
 export const MEMORY_AHEAD_TOTAL = 64 << 20;
 /**
  * Bytes handed to the spool file's writes and not yet on disk. Above it
