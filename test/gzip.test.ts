@@ -10,6 +10,7 @@ import { workersAwaited, workersInUse } from '../src/engine/gzip/deflate-worker.
 import { availableParallelism } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { FIXTURE_DIGESTS, fixtureInput, sha256 } from '../src/engine/gzip/selftest.js';
+import { until } from './helpers/raw.js';
 
 const has = (cmd: string) => spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status === 0;
 const input = Buffer.concat([fixtureInput(), Buffer.from('tail of the second half\n'), fixtureInput(90 * 1024)]);
@@ -176,18 +177,18 @@ t.test('deflate workers: a reader that goes away while waiting for one leaves th
   t.ok(r, 'recipe');
   const holders = Array.from({ length: availableParallelism() }, () => rebuildGzip(Readable.from([raw]), r.recipe, 0));
   for (const h of holders) await new Promise<void>((resolve) => h.once('data', () => (h.pause(), resolve())));
-  const until = async (f: () => boolean, what: string) => {
-    for (let i = 0; i < 250 && !f(); i++) await new Promise((res) => setTimeout(res, 20));
+  const reach = async (f: () => boolean, what: string) => {
+    await until(f, 5000, what);
     t.ok(f(), what);
   };
-  await until(() => workersInUse() === holders.length, 'every worker taken by a paused reader');
+  await reach(() => workersInUse() === holders.length, 'every worker taken by a paused reader');
   const waiter = rebuildGzip(Readable.from([raw]), r.recipe, 0);
   waiter.on('data', () => {});
-  await until(() => workersAwaited() === 1, 'one more rebuild waits for a worker');
+  await reach(() => workersAwaited() === 1, 'one more rebuild waits for a worker');
   waiter.destroy();
-  await until(() => workersAwaited() === 0, 'it leaves the queue when its reader goes away');
+  await reach(() => workersAwaited() === 0, 'it leaves the queue when its reader goes away');
   for (const h of holders) h.destroy();
-  await until(() => workersInUse() === 0, 'no worker left running');
+  await reach(() => workersInUse() === 0, 'no worker left running');
   t.equal(workersAwaited(), 0, 'and no rebuild took a worker for a reader gone');
 });
 

@@ -11,11 +11,13 @@ import { tempPath } from './spool.js';
 // means decoding everything before it. aws-cli, boto3 and rclone download
 // large objects as many parallel ranged GETs: decoding from the start for
 // each would cost O(parts × size); and a fleet of CI runners fetching the
-// latest release would run one decode per runner. Instead the first read of
-// a version starts one decode into a file here, and every read of that
-// version reads the file as it grows (waiting for the bytes it needs), then
-// from the file while it stays cached. The decode runs at xdelta3's speed,
-// not the first client's, so its codec slot is released early. Entries are
+// latest release would run one decode per runner. Instead a ranged read of
+// a version, or its second whole read (wants(): a first whole read decodes
+// straight to its client), starts one decode into a file here, and every
+// later read of that version reads the file as it grows (waiting for the
+// bytes it needs), then from the file while it stays cached. The decode runs
+// at xdelta3's speed, not the first client's, so its codec slot is released
+// early. Entries are
 // keyed by the decoded content (the caller passes SHA-256 and size, so a key
 // cannot go stale), bounded in bytes on disk (decoded_cache_mb), and removed
 // when evicted and no reader holds them. What is read from here is verified

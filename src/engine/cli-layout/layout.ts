@@ -16,6 +16,8 @@ import type { EngineOptions, PutInput } from '../types.js';
 import { listCliPage } from './list.js';
 import { CLI_INTERNAL, deltaName, DELTA_SUFFIX, describe, field, parseCreated, referenceName, userKeyOf } from './names.js';
 import type { BucketUsage } from '../usage.js';
+import { openCli } from './read.js';
+import { putCli } from './write.js';
 
 /**
  * How often the CLI buckets' usage figures are counted again: the CLI writes
@@ -25,8 +27,6 @@ import type { BucketUsage } from '../usage.js';
 export const CLI_USAGE_MS = 3600_000;
 /** HEADs of delta objects per second while counting (a delta's original size is in its metadata). */
 export const CLI_USAGE_HEADS_PER_SECOND = 200;
-import { openCli } from './read.js';
-import { putCli } from './write.js';
 
 // Proxy buckets mapped onto whole backend buckets in the DeltaGlider CLI's
 // layout (config backend.cli_buckets; docs/storage-format.md, "DeltaGlider
