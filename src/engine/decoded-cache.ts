@@ -74,7 +74,7 @@ export class DecodedCache {
    * no copy on disk, and the second whole read within the last few thousand
    * versions read starts the copy that later readers share. Measured
    * (bench/delta-get.ts, 100 MiB): writing the copy took a first GET from
-   * 0.26-0.3 s to 0.35-0.47 s on two cores.
+   * 0.24-0.3 s to 0.35-0.47 s on two cores.
    */
   wants(id: string, size: number, whole: boolean, always = false): boolean {
     if (!this.fits(size)) return false;
