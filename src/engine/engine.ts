@@ -145,9 +145,9 @@ export class Engine implements ObjectStore {
     return all;
   }
 
-  /** Counts the CLI-layout buckets now (also done hourly in the background). */
-  countCliUsage(): Promise<void> {
-    return this.cli?.countUsage() ?? Promise.resolve();
+  /** Counts the CLI-layout buckets now (also done hourly in the background); `headsPerSecond` for tests. */
+  countCliUsage(headsPerSecond?: number): Promise<void> {
+    return this.cli?.countUsage(headsPerSecond) ?? Promise.resolve();
   }
 
   /** Reference cache hits and misses since start (metrics). */

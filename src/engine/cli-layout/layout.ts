@@ -126,29 +126,25 @@ export class CliLayout {
    * One listing of the backend bucket: every stored object counts as stored
    * bytes (references included, the CLI's own `.deltaglider/` records not);
    * a direct object's size is also its logical size; a delta's logical size
-   * is the original size in its metadata, one HEAD each, rate-limited. Null
-   * when the backend bucket does not exist.
+   * is the original size in its metadata, one HEAD each, rate-limited. The
+   * HEADs go in batches of `headsPerSecond` as the listing finds deltas, so
+   * memory stays one batch of names whatever the bucket holds. Null when the
+   * backend bucket does not exist.
    */
   private async countBucket(bucket: string, headsPerSecond: number): Promise<BucketUsage | null> {
     const b = this.backend(bucket);
     if (!(await this.store.headBucket(b))) return null;
     const u: BucketUsage = { objects: 0, logical: 0, stored: 0 };
-    const deltas: string[] = [];
-    for await (const o of this.store.list(b, { prefix: '' })) {
-      if (this.closed) return null;
-      if (o.name.startsWith(CLI_INTERNAL)) continue;
-      u.stored += o.size;
-      const key = userKeyOf(o.name);
-      if (key === null) continue;
-      if (key !== o.name) deltas.push(o.name);
-      else {
-        u.objects++;
-        u.logical += o.size;
-      }
-    }
-    for (let i = 0; i < deltas.length && !this.closed; i += headsPerSecond) {
-      const started = Date.now();
-      await mapLimit(deltas.slice(i, i + headsPerSecond), 16, async (name) => {
+    let batch: string[] = [];
+    let lastBatch = 0;
+    const sizeDeltas = async () => {
+      // At most one batch a second.
+      const wait = lastBatch + 1000 - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait).unref());
+      lastBatch = Date.now();
+      const names = batch;
+      batch = [];
+      await mapLimit(names, 16, async (name) => {
         const h = await this.store.head(b, name);
         if (!h) return;
         u.objects++;
@@ -159,9 +155,23 @@ export class CliLayout {
           u.logical += h.size;
         }
       });
-      if (i + headsPerSecond < deltas.length) await new Promise((r) => setTimeout(r, Math.max(0, 1000 - (Date.now() - started))));
+    };
+    for await (const o of this.store.list(b, { prefix: '' })) {
+      if (this.closed) return null;
+      if (o.name.startsWith(CLI_INTERNAL)) continue;
+      u.stored += o.size;
+      const key = userKeyOf(o.name);
+      if (key === null) continue;
+      if (key !== o.name) {
+        batch.push(o.name);
+        if (batch.length >= headsPerSecond) await sizeDeltas();
+      } else {
+        u.objects++;
+        u.logical += o.size;
+      }
     }
-    return u;
+    if (batch.length > 0 && !this.closed) await sizeDeltas();
+    return this.closed ? null : u;
   }
 
   // ---- buckets ----------------------------------------------------------
