@@ -93,15 +93,17 @@ function conformance(name: string, make: (t: Test) => Promise<Backend>, skip: st
         const won = results.filter((r) => r !== null);
         const final = (await b.readSmall('conf-bucket', name))?.body.toString();
         if (won.length !== 1 || final !== won[0]) t.fail(`round ${round}: ${won.length} conditional writes succeeded (${won.join(', ')}), ${final} left`);
-        // A conditional delete racing conditional writes: only one of them acts.
+        // A conditional delete racing a conditional write on the same version:
+        // whichever commits first changes the version, so the other's
+        // If-Match must fail. Both succeeding means one acted on a version
+        // that was already gone (the object is then missing, or written
+        // after its delete).
         const e2 = (await b.head('conf-bucket', name))!.etag!;
         const [w, d] = await Promise.allSettled([b.putBytes('conf-bucket', name, Buffer.from('late'), { ifMatch: e2 }), b.delete('conf-bucket', name, { ifMatch: e2 })]);
         const left = (await b.readSmall('conf-bucket', name))?.body.toString();
-        if (w.status === 'fulfilled' && d.status === 'fulfilled' && left !== undefined && left !== 'late') t.fail(`round ${round}: both acted, ${left} left`);
-        if (w.status === 'fulfilled' && left === undefined && d.status === 'fulfilled') {
-          // The delete came after the write only if it checked after it: then its If-Match had to fail.
-          t.fail(`round ${round}: a delete conditional on the old version removed the new one`);
-        }
+        if (w.status === 'fulfilled' && d.status === 'fulfilled') t.fail(`round ${round}: the write and the delete both acted on one version (${left ?? 'nothing'} left)`);
+        if (w.status === 'fulfilled' && left !== 'late') t.fail(`round ${round}: the write succeeded but ${left ?? 'nothing'} is left`);
+        if (d.status === 'fulfilled' && w.status === 'rejected' && left !== undefined) t.fail(`round ${round}: the delete succeeded but ${left} is left`);
       }
       t.pass('every race had one winner');
     });
