@@ -17,10 +17,9 @@ import { tempPath } from './spool.js';
 // later read of that version reads the file as it grows (waiting for the
 // bytes it needs), then from the file while it stays cached. The decode runs
 // at xdelta3's speed, not the first client's, so its codec slot is released
-// early. Entries are
-// keyed by the decoded content (the caller passes SHA-256 and size, so a key
-// cannot go stale), bounded in bytes on disk (decoded_cache_mb), and removed
-// when evicted and no reader holds them. What is read from here is verified
+// early. Entries are keyed by the decoded content (the caller passes SHA-256
+// and size, so a key cannot go stale), bounded in bytes on disk
+// (decoded_cache_mb), and removed when evicted and no reader holds them. What is read from here is verified
 // by the caller like any read: whole-object SHA-256 or block CRC-32.
 
 interface Entry {
