@@ -4,6 +4,7 @@ import os from 'node:os';
 import type { Readable } from 'node:stream';
 import { CodecPool, type PoolOptions, type PoolStats, type Slot } from './codec-pool.js';
 import { DecodeAhead, MEMORY_AHEAD_TOTAL, SpoolBudget } from './decode-ahead.js';
+import { openOutputLink, type OutputLink } from './output-link.js';
 import { tempPath } from './spool.js';
 
 // The xdelta3 codec, run as the Debian/Homebrew `xdelta3` binary.
@@ -39,6 +40,8 @@ export interface CodecOptions {
   spoolDir?: string;
   /** Disk budget of those spools, bytes. */
   spoolBytes?: number;
+  /** Where the sockets of recycling decodes are made (./output-link.ts; default: a private temp dir). */
+  linkDir?: string;
 }
 
 export const POOL_DEFAULTS = {
@@ -47,7 +50,13 @@ export const POOL_DEFAULTS = {
   spoolBytes: 1024 * 1024 * 1024,
 };
 
-export type CodecStats = PoolStats & { spoolBytes: number; stoppedEarly: number };
+export type CodecStats = PoolStats & {
+  spoolBytes: number;
+  stoppedEarly: number;
+  /** Decodes read into recycled buffers (./output-link.ts), and those that fell back to a pipe. */
+  linked: number;
+  linkFailed: number;
+};
 
 /** How often a running encoder's output size is looked at (OutputLimit). */
 const LIMIT_POLL_MS = 100;
@@ -118,6 +127,8 @@ export class Codec {
   /** Memory all decodes may hold ahead of their readers before they spool (./decode-ahead.ts). */
   private readonly aheadMemory = new SpoolBudget(MEMORY_AHEAD_TOTAL);
   private stoppedEarly = 0;
+  private linked = 0;
+  private linkFailed = 0;
 
   constructor(readonly opts: CodecOptions) {
     this.pool = new CodecPool({
@@ -130,7 +141,7 @@ export class Codec {
 
   /** Pool figures for metrics: processes running, jobs queued, runs and their time. */
   get stats(): CodecStats {
-    return { ...this.pool.stats, spoolBytes: this.spoolBudget.used, stoppedEarly: this.stoppedEarly };
+    return { ...this.pool.stats, spoolBytes: this.spoolBudget.used, stoppedEarly: this.stoppedEarly, linked: this.linked, linkFailed: this.linkFailed };
   }
 
   /**
@@ -272,8 +283,13 @@ export class Codec {
    * output the reader is not ready for is spooled to a temp file
    * (./decode-ahead.ts), so the slot is released when xdelta3 exits, however
    * slowly the client reads. The temp file goes when the stream closes.
+   *
+   * With `recycle`, xdelta3's output is read into recycled buffers
+   * (./chunk-pool.ts): the stream's chunks go back for reuse when their
+   * last consumer passes them to ChunkPool.recycle(). Any consumer that
+   * does not leaves them to the garbage collector.
    */
-  decode(ref: string, refSize: number, delta: string | Readable, signal?: AbortSignal, maxSegment?: number): Readable {
+  decode(ref: string, refSize: number, delta: string | Readable, signal?: AbortSignal, maxSegment?: number, recycle = false): Readable {
     const ac = new AbortController();
     const window = this.decodeWindow(refSize, maxSegment);
     let granted: Promise<Slot>;
@@ -298,30 +314,63 @@ export class Codec {
     if (signal?.aborted) onAbort();
     signal?.addEventListener('abort', onAbort, { once: true });
     out.once('close', () => signal?.removeEventListener('abort', onAbort));
-    granted.then(
-      (slot) => {
-        if (out.destroyed) return slot.release();
-        const args = ['-d', '-c', ...this.common(window), '-s', ref];
-        if (typeof delta === 'string') args.push(delta);
-        const child = execa(this.opts.binary, args, {
+    const start = (slot: Slot, link?: OutputLink) => {
+      if (out.destroyed) {
+        link?.reader.destroy();
+        link?.childEnd.destroy();
+        link?.pool.close();
+        return slot.release();
+      }
+      const args = ['-d', '-c', ...this.common(window), '-s', ref];
+      if (typeof delta === 'string') args.push(delta);
+      let child;
+      try {
+        child = execa(this.opts.binary, args, {
           stdin: typeof delta === 'string' ? 'ignore' : 'pipe',
-          stdout: 'pipe',
+          // The child gets its own copy of the link's end. Ours is closed
+          // once the child has exited (execa counts it closed any earlier
+          // as a failure), and the reader sees EOF then.
+          stdout: link ? link.childEnd : 'pipe',
           stderr: 'pipe',
           buffer: { stdout: false, stderr: true },
           encoding: 'buffer',
         });
-        kill = () => void child.kill();
-        if (typeof delta !== 'string') delta.pipe(child.stdin!);
-        out.attach(child.stdout!);
-        child.then(
-          () => {
-            slot.release();
-            out.exitedOk();
+      } catch (err) {
+        link?.reader.destroy();
+        link?.childEnd.destroy();
+        slot.release();
+        out.destroy(err as Error);
+        return;
+      }
+      kill = () => void child.kill();
+      if (typeof delta !== 'string') delta.pipe(child.stdin!);
+      out.attach(link ? link.reader : child.stdout!, link?.pool);
+      child.then(
+        () => {
+          link?.childEnd.destroy();
+          slot.release();
+          out.exitedOk();
+        },
+        (err: Error) => {
+          link?.childEnd.destroy();
+          slot.release();
+          // execa's promise rejects on a non-zero exit; surface it on the stream.
+          out.destroy(new XdeltaError(`xdelta3 decode failed: ${err.message}`, err));
+        },
+      );
+    };
+    granted.then(
+      (slot) => {
+        if (!recycle || out.destroyed) return start(slot);
+        // A link that cannot be made costs only the recycling: a pipe then.
+        openOutputLink((c) => out.feed(c), this.opts.linkDir).then(
+          (link) => {
+            this.linked++;
+            start(slot, link);
           },
-          (err: Error) => {
-            slot.release();
-            // execa's promise rejects on a non-zero exit; surface it on the stream.
-            out.destroy(new XdeltaError(`xdelta3 decode failed: ${err.message}`, err));
+          () => {
+            this.linkFailed++;
+            start(slot);
           },
         );
       },

@@ -1,5 +1,6 @@
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import { ChunkPool } from './chunk-pool.js';
 
 // Decoding ahead of a slow reader. xdelta3's output is passed straight to
 // the reader while the reader keeps up; whatever the reader is not ready
@@ -67,6 +68,8 @@ export const MAX_UNWRITTEN = 8 << 20;
 
 export class DecodeAhead extends Readable {
   private src?: Readable;
+  /** Where a pooled reader's buffers come from (attach). */
+  private pool?: ChunkPool;
   private fh?: FileHandle;
   private chain: Promise<unknown> = Promise.resolve();
   /** Bytes handed to the file (some may still be in flight). */
@@ -102,15 +105,26 @@ export class DecodeAhead extends Readable {
     return this.queued - this.readPos;
   }
 
+  /** Buffers the recycling reader allocated, or undefined without one (for tests). */
+  get buffersMade(): number | undefined {
+    return this.pool?.made;
+  }
+
   /** Bytes held in memory ahead of the reader (for tests). */
   get held(): number {
     return this.memBytes;
   }
 
-  /** Starts consuming xdelta3's stdout. */
-  attach(src: Readable): void {
+  /**
+   * Starts consuming xdelta3's stdout: its 'data' events, or, with `pool`,
+   * the chunks its reader passes to feed() (./output-link.ts).
+   */
+  attach(src: Readable, pool?: ChunkPool): void {
     this.src = src;
-    src.on('data', (c: Buffer) => this.onChunk(c));
+    if (pool) {
+      this.pool = pool;
+      if (this.destroyed) pool.close();
+    } else src.on('data', (c: Buffer) => this.onChunk(c));
     src.on('end', () => {
       this.srcEnded = true;
       this.pump();
@@ -122,6 +136,11 @@ export class DecodeAhead extends Readable {
   exitedOk(): void {
     this.exited = true;
     this.pump();
+  }
+
+  /** One chunk of a pooled reader (attach). */
+  feed(c: Buffer): void {
+    this.onChunk(c);
   }
 
   private onChunk(c: Buffer): void {
@@ -160,6 +179,7 @@ export class DecodeAhead extends Readable {
         if (this.destroyed) return;
         this.fh ??= await open(this.file, 'w+');
         await this.fh.write(c, 0, c.length, pos);
+        ChunkPool.recycle(c);
         this.written = pos + c.length;
         if (this.writesBehind && this.queued - this.written <= MAX_UNWRITTEN / 2) {
           this.writesBehind = false;
@@ -217,6 +237,7 @@ export class DecodeAhead extends Readable {
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.stopWaiting?.();
     this.src?.destroy();
+    this.pool?.close();
     this.onClose();
     if (this.memBytes > 0) this.memory.sub(this.memBytes);
     this.mem.length = 0;

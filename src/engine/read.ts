@@ -71,7 +71,7 @@ export async function openStored(deps: ReadDeps, bucket: string, meta: ObjectMet
   const open = (from: number, to: number) =>
     decoded
       ? decoded.range(cacheId, meta.size, () => openForm(deps, bucket, form, undefined, undefined, what), from, to)
-      : openForm(deps, bucket, form, from === 0 && to === meta.size - 1 ? undefined : { start: from, end: to }, signal, what);
+      : openForm(deps, bucket, form, from === 0 && to === meta.size - 1 ? undefined : { start: from, end: to }, signal, what, full);
   let out: Transform;
   if (full || !meta.blocks) {
     // Whole-object SHA-256; a range is cut out of the verified stream.
@@ -92,8 +92,17 @@ export async function openStored(deps: ReadDeps, bucket: string, meta: ObjectMet
  * The bytes of one stored form from `span.start` on (direct: exactly the
  * span; delta: decoded from the start, with the bytes before the span
  * dropped and the decoder stopped once the reader has what it needs).
+ * `recycle`: the caller's consumer recycles whole chunks (Codec.decode).
  */
-async function openForm(deps: ReadDeps, bucket: string, form: DirectForm | DeltaForm | GzipForm, span: ByteRange | undefined, signal: AbortSignal | undefined, what: string): Promise<Readable> {
+async function openForm(
+  deps: ReadDeps,
+  bucket: string,
+  form: DirectForm | DeltaForm | GzipForm,
+  span: ByteRange | undefined,
+  signal: AbortSignal | undefined,
+  what: string,
+  recycle = false,
+): Promise<Readable> {
   const { backend, refs, codec } = deps;
   if (form.kind === 'gzip') {
     // Rebuilt from the start (deflate has no random access); bytes before the span are dropped.
@@ -126,7 +135,9 @@ async function openForm(deps: ReadDeps, bucket: string, form: DirectForm | Delta
     } else {
       delta = (await backend.getStream(bucket, form.blob, { signal })).body;
     }
-    let out = codec.decode(handle.path, handle.size, delta, signal, segment);
+    // A whole read has one consumer, which hands the chunks back once sent
+    // (./chunk-pool.ts); a range is cut into views, which never are.
+    let out = codec.decode(handle.path, handle.size, delta, signal, segment, recycle && !span);
     out.once('close', () => handle.release());
     if (span && span.start > 0) out = pipeInto(out, new Skip(span.start));
     return out;

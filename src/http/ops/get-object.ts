@@ -1,3 +1,5 @@
+import type { ServerResponse } from 'node:http';
+import { ChunkPool } from '../../engine/chunk-pool.js';
 import { Multipart } from '../../engine/multipart.js';
 import type { ObjectMeta } from '../../engine/meta.js';
 import type { ByteRange } from '../../storage/backend.js';
@@ -48,7 +50,30 @@ export async function getObject(ctx: Ctx): Promise<void> {
     return;
   }
   body.on('error', (err) => ctx.req.log.error({ err, bucket: ctx.bucket, key: ctx.key }, 'download aborted'));
+  recycleWritten(ctx.reply.raw);
   ctx.reply.send(body);
+}
+
+/**
+ * Gives each chunk of a decode's recycled buffers back once the response
+ * has written it (engine/chunk-pool.ts): only then does nothing hold its
+ * bytes. fastify pipes the body into the response, and a pipe passes no
+ * callback to write(), so one is added here. Other chunks pass unchanged.
+ */
+function recycleWritten(res: ServerResponse): void {
+  const write = res.write;
+  res.write = function (this: ServerResponse, chunk: unknown, encoding?: unknown, cb?: unknown) {
+    if (typeof encoding === 'function') {
+      cb = encoding;
+      encoding = undefined;
+    }
+    const done = cb as ((err?: Error | null) => void) | undefined;
+    if (!Buffer.isBuffer(chunk)) return write.call(this, chunk, encoding as BufferEncoding, done);
+    return write.call(this, chunk, encoding as BufferEncoding, (err?: Error | null) => {
+      if (!err) ChunkPool.recycle(chunk);
+      done?.(err);
+    });
+  } as ServerResponse['write'];
 }
 
 /**

@@ -1,0 +1,148 @@
+import { createHash, randomBytes } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { ChunkPool } from '../src/engine/chunk-pool.js';
+import { Codec } from '../src/engine/codec.js';
+import type { DecodeAhead } from '../src/engine/decode-ahead.js';
+import { tempDir } from './helpers/proxy.js';
+
+// Decodes read into recycled buffers (src/engine/chunk-pool.ts,
+// src/engine/output-link.ts). What must hold: a buffer is reused only after
+// its chunk was handed back, so a consumer that keeps chunks (or never
+// recycles) still has the exact bytes; one that recycles makes the decode
+// run on a handful of buffers; and without a link the decode still works.
+
+const MIB = 1 << 20;
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** A reference of `size` random bytes, a target differing in a few places, and its delta, in `dir`. */
+async function encodedPair(codec: Codec, dir: string, size: number) {
+  const ref = randomBytes(size);
+  const target = Buffer.from(ref);
+  for (let at = 999; at < size; at += 3 * MIB) randomBytes(4096).copy(target, at);
+  await fsp.writeFile(path.join(dir, 'ref'), ref);
+  await fsp.writeFile(path.join(dir, 'target'), target);
+  await codec.encode(path.join(dir, 'ref'), ref.length, path.join(dir, 'target'), path.join(dir, 'delta'));
+  return { ref, target };
+}
+
+function codecIn(dir: string, over: Partial<ConstructorParameters<typeof Codec>[0]> = {}): Codec {
+  return new Codec({ binary: 'xdelta3', level: 1, secondary: 'default', maxWindow: 2048 * MIB, spoolDir: dir, linkDir: dir, ...over });
+}
+
+t.test('a consumer that keeps every chunk and recycles none still has the exact bytes', async (t) => {
+  const dir = await tempDir(t);
+  const codec = codecIn(dir);
+  const { ref, target } = await encodedPair(codec, dir, 24 * MIB);
+  const out = codec.decode(path.join(dir, 'ref'), ref.length, path.join(dir, 'delta'), undefined, undefined, true) as DecodeAhead;
+  const kept: Buffer[] = [];
+  for await (const c of out) kept.push(c as Buffer);
+  // Were a buffer reused without being handed back, an earlier chunk would now hold later bytes.
+  t.equal(sha(Buffer.concat(kept)), sha(target), 'every chunk kept its bytes');
+  t.ok(out.buffersMade !== undefined, 'read through the recycling link');
+  t.ok(out.buffersMade! >= kept.length, `a new buffer for each of the ${kept.length} chunks kept (${out.buffersMade} made)`);
+  t.same(await fsp.readdir(dir).then((n) => n.filter((x) => x.endsWith('.sock'))), [], 'no socket file left');
+});
+
+t.test('a consumer that recycles each chunk once done decodes on a few buffers', async (t) => {
+  const dir = await tempDir(t);
+  const codec = codecIn(dir);
+  const { ref, target } = await encodedPair(codec, dir, 24 * MIB);
+  const out = codec.decode(path.join(dir, 'ref'), ref.length, path.join(dir, 'delta'), undefined, undefined, true) as DecodeAhead;
+  const h = createHash('sha256');
+  let chunks = 0;
+  for await (const c of out) {
+    h.update(c as Buffer);
+    chunks++;
+    ChunkPool.recycle(c as Buffer);
+  }
+  t.equal(h.digest('hex'), sha(target), 'exact bytes');
+  t.ok(out.buffersMade! <= 16, `${out.buffersMade} buffers for ${chunks} chunks`);
+});
+
+t.test('a slow consumer that recycles: chunks spooled to the file come back too, bytes exact', async (t) => {
+  const dir = await tempDir(t);
+  // Spools once 16 MiB wait in memory (MEMORY_AHEAD).
+  const codec = codecIn(dir);
+  const { ref, target } = await encodedPair(codec, dir, 40 * MIB);
+  const out = codec.decode(path.join(dir, 'ref'), ref.length, path.join(dir, 'delta'), undefined, undefined, true) as DecodeAhead;
+  const first = await new Promise<Buffer>((resolve) => out.once('data', resolve));
+  out.pause();
+  const h = createHash('sha256').update(first);
+  await new Promise((r) => setTimeout(r, 1500));
+  t.ok(out.spooled > 0, `${out.spooled} bytes spooled while the consumer waited`);
+  ChunkPool.recycle(first);
+  for await (const c of out) {
+    h.update(c as Buffer);
+    ChunkPool.recycle(c as Buffer);
+  }
+  t.equal(h.digest('hex'), sha(target), 'exact bytes');
+});
+
+t.test('without a link (a directory too deep for a socket address) the decode reads a plain pipe', async (t) => {
+  const dir = await tempDir(t);
+  const deep = path.join(dir, 'd'.repeat(60), 'e'.repeat(60));
+  await fsp.mkdir(deep, { recursive: true });
+  const codec = codecIn(dir, { linkDir: deep });
+  const { ref, target } = await encodedPair(codec, dir, 4 * MIB);
+  const out = codec.decode(path.join(dir, 'ref'), ref.length, path.join(dir, 'delta'), undefined, undefined, true) as DecodeAhead;
+  const kept: Buffer[] = [];
+  for await (const c of out) kept.push(c as Buffer);
+  t.equal(sha(Buffer.concat(kept)), sha(target), 'exact bytes');
+  t.equal(out.buffersMade, undefined, 'no recycling reader');
+  t.match(codec.stats, { linked: 0, linkFailed: 1 }, 'counted as a fallback');
+});
+
+t.test('a decode abandoned mid-stream closes its link and leaves no process', async (t) => {
+  const dir = await tempDir(t);
+  const codec = codecIn(dir);
+  const { ref } = await encodedPair(codec, dir, 24 * MIB);
+  const out = codec.decode(path.join(dir, 'ref'), ref.length, path.join(dir, 'delta'), undefined, undefined, true);
+  await new Promise((resolve) => out.once('data', resolve));
+  out.destroy();
+  const deadline = Date.now() + 5000;
+  while (codec.stats.running > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  t.equal(codec.stats.running, 0, 'xdelta3 gone');
+  t.same((await fsp.readdir(dir)).filter((x) => x.endsWith('.sock') || x.startsWith('decode-')), [], 'no socket or spool file left');
+});
+
+t.test('recycle() takes back only whole chunks a pool made, once', async (t) => {
+  const pool = new ChunkPool();
+  const a = pool.take();
+  const chunk = pool.chunk(a, 100);
+  ChunkPool.recycle(chunk.subarray(0, 50));
+  ChunkPool.recycle(Buffer.alloc(10));
+  t.not(pool.take(), a, 'a view or a foreign buffer does not free the buffer');
+  ChunkPool.recycle(chunk);
+  t.equal(pool.take(), a, 'the chunk itself does');
+  ChunkPool.recycle(chunk);
+  t.not(pool.take(), a, 'and only once');
+  const b = pool.take();
+  const c2 = pool.chunk(b, 10);
+  pool.close();
+  ChunkPool.recycle(c2);
+  t.not(pool.take(), b, 'a closed pool reuses nothing');
+});
+
+t.test('the private socket directory is made again when a temp cleaner removed it', async (t) => {
+  const dir = await tempDir(t);
+  const codec = new Codec({ binary: 'xdelta3', level: 1, secondary: 'default', maxWindow: 2048 * MIB, spoolDir: dir });
+  const { ref, target } = await encodedPair(codec, dir, 2 * MIB);
+  const before = new Set(await fsp.readdir(os.tmpdir()));
+  const decodeAll = async () => {
+    const kept: Buffer[] = [];
+    for await (const c of codec.decode(path.join(dir, 'ref'), ref.length, path.join(dir, 'delta'), undefined, undefined, true)) kept.push(c as Buffer);
+    return sha(Buffer.concat(kept));
+  };
+  t.equal(await decodeAll(), sha(target));
+  t.match(codec.stats, { linked: 1, linkFailed: 0 });
+  const made = (await fsp.readdir(os.tmpdir())).filter((n) => n.startsWith('dgp-link-') && !before.has(n));
+  t.equal(made.length, 1, 'one private directory');
+  t.same(await fsp.readdir(path.join(os.tmpdir(), made[0])), [], 'holding no socket file once connected');
+  await fsp.rm(path.join(os.tmpdir(), made[0]), { recursive: true });
+  t.equal(await decodeAll(), sha(target), 'the decode after: a pipe, same bytes');
+  t.equal(await decodeAll(), sha(target), 'and the next');
+  t.match(codec.stats, { linked: 2, linkFailed: 1 }, 'one fallback, then linked again');
+});
