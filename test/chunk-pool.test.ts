@@ -146,3 +146,28 @@ t.test('the private socket directory is made again when a temp cleaner removed i
   t.equal(await decodeAll(), sha(target), 'and the next');
   t.match(codec.stats, { linked: 2, linkFailed: 1 }, 'one fallback, then linked again');
 });
+
+t.test('the small-object cache keeps copies, not chunks that go back to a pool', async (t) => {
+  const { SmallObjectCache } = await import('../src/engine/small-cache.js');
+  const { Readable } = await import('node:stream');
+  const cache = new SmallObjectCache();
+  const pool = new ChunkPool();
+  const want = randomBytes(3 * 1000);
+  const chunks = [0, 1, 2].map((i) => {
+    const b = pool.take();
+    want.copy(b, 0, i * 1000, (i + 1) * 1000);
+    return pool.chunk(b, 1000);
+  });
+  const out = cache.capture('k', Readable.from(chunks, { objectMode: false }));
+  let recycled = 0;
+  out.on('data', (c: Buffer) => {
+    // What a response does once a chunk is written, and the next read then.
+    ChunkPool.recycle(c);
+    const next = pool.take();
+    if (chunks.some((x) => x.buffer === next.buffer)) recycled++;
+    next.fill(0xee);
+  });
+  await new Promise((resolve) => out.once('end', resolve));
+  t.equal(recycled, 3, 'each chunk went back to the pool and was written over');
+  t.equal(sha(cache.bytes('k')!), sha(want), 'the kept bytes are the ones that passed');
+});

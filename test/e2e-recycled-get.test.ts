@@ -75,3 +75,23 @@ t.test('first whole GETs of delta versions are exact, for a fast and a stalling 
   );
   t.match(p.app.engine.codec.stats, { linked: 4, linkFailed: 0 }, 'the four first whole GETs read their decodes into recycled buffers');
 });
+
+t.test('a small delta object kept in memory by its first GET keeps its exact bytes', async (t) => {
+  // The first whole GET of a small object also keeps its bytes in memory
+  // for later GETs (src/engine/small-cache.ts): that copy must not be made
+  // of buffers the response hands back for reuse.
+  const p = await startProxy(t);
+  const s3 = sdk(p.url);
+  await s3.send(new CreateBucketCommand({ Bucket: 'small' }));
+  const base = randomBytes(250 * 1024);
+  await s3.send(new PutObjectCommand({ Bucket: 'small', Key: 'rel/base.bin', Body: base }));
+  for (let i = 0; i < 6; i++) {
+    const v = Buffer.from(base);
+    randomBytes(512).copy(v, 1000 + i * 20_000);
+    await s3.send(new PutObjectCommand({ Bucket: 'small', Key: `rel/v${i}.bin`, Body: v }));
+    const first = await get(p.port, `/small/rel/v${i}.bin`, 5);
+    const again = await get(p.port, `/small/rel/v${i}.bin`);
+    t.same([first.sha, again.sha], [sha(v), sha(v)], `v${i}: first GET and the one from memory`);
+  }
+  t.equal(p.app.engine.codec.stats.linked, 0, 'reads kept in memory do not run on recycled buffers');
+});

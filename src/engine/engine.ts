@@ -257,6 +257,9 @@ export class Engine implements ObjectStore {
    * range) and returns the range to send. If a blob of that version is gone
    * before the first byte (replaced and collected meanwhile), the key is
    * resolved again: the client gets the newer version whole, or NoSuchKey.
+   * The body's chunks may be recycled buffers (./chunk-pool.ts): the
+   * consumer passes each to ChunkPool.recycle() once written, or keeps it
+   * and never does.
    */
   async getObject(
     bucket: string,
@@ -276,7 +279,7 @@ export class Engine implements ObjectStore {
       const bytes = small ? this.small.bytes(small, range) : null;
       if (bytes) return { meta, range, bytes };
       try {
-        return { meta, range, body: await this.openObject(bucket, meta, range, typeof signal === 'function' ? signal() : signal) };
+        return { meta, range, body: await this.openObject(bucket, meta, range, typeof signal === 'function' ? signal() : signal, { recycle: true }) };
       } catch (err) {
         if (!(err instanceof NotFoundError) || attempt >= 3) throw err;
       }
@@ -314,15 +317,21 @@ export class Engine implements ObjectStore {
     }
   }
 
-  /** Streams an object (or an inclusive range of it), verified as it goes (./read.ts). */
-  async openObject(bucket: string, meta: ObjectMeta, range?: ByteRange, signal?: AbortSignal, opts: { stored?: boolean } = {}): Promise<Readable> {
+  /**
+   * Streams an object (or an inclusive range of it), verified as it goes
+   * (./read.ts). `recycle`: the consumer hands each chunk back once written
+   * (ChunkPool.recycle; GetObject's response does).
+   */
+  async openObject(bucket: string, meta: ObjectMeta, range?: ByteRange, signal?: AbortSignal, opts: { stored?: boolean; recycle?: boolean } = {}): Promise<Readable> {
     if (this.cli?.has(bucket)) return this.cli.open(bucket, meta, range, signal);
     const key = opts.stored ? null : this.small.keyOf(bucket, meta);
     const hit = key ? this.small.get(key, range) : null;
     if (hit) return hit;
     const decoded = opts.stored ? undefined : this.decoded;
-    const body = await openStored({ backend: this.backend, refs: this.refs, codec: this.codec, decoded, gzip: this.gzip }, bucket, meta, range, signal);
-    return key && !range ? this.small.capture(key, body) : body;
+    // A read kept in memory (small.capture) holds its chunks: no recycling under it.
+    const capture = key !== null && !range;
+    const body = await openStored({ backend: this.backend, refs: this.refs, codec: this.codec, decoded, gzip: this.gzip }, bucket, meta, range, signal, !!opts.recycle && !capture);
+    return capture ? this.small.capture(key, body) : body;
   }
 
   /** See ./pre-encode.ts. */

@@ -54,7 +54,20 @@ async function digestsOf(deps: ReadDeps, bucket: string, meta: ObjectMeta, first
  * Streams an object, or an inclusive range of it. Throws NotFoundError if a
  * blob is gone before the first byte (the caller may resolve again).
  */
-export async function openStored(deps: ReadDeps, bucket: string, meta: ObjectMeta, range?: ByteRange, signal?: AbortSignal): Promise<Readable> {
+export async function openStored(
+  deps: ReadDeps,
+  bucket: string,
+  meta: ObjectMeta,
+  range?: ByteRange,
+  signal?: AbortSignal,
+  /**
+   * The caller's consumer is the last to hold each chunk and hands it back
+   * (ChunkPool.recycle) once written: a whole read of a delta may then run
+   * on recycled buffers (Codec.decode). Never for a body that anything
+   * else keeps chunks of.
+   */
+  recycle = false,
+): Promise<Readable> {
   const form = readableForm(meta, !!deps.gzip);
   const what = `${bucket}/${meta.key}`;
   const full = !range || (range.start === 0 && range.end === meta.size - 1);
@@ -71,7 +84,7 @@ export async function openStored(deps: ReadDeps, bucket: string, meta: ObjectMet
   const open = (from: number, to: number) =>
     decoded
       ? decoded.range(cacheId, meta.size, () => openForm(deps, bucket, form, undefined, undefined, what), from, to)
-      : openForm(deps, bucket, form, from === 0 && to === meta.size - 1 ? undefined : { start: from, end: to }, signal, what, full);
+      : openForm(deps, bucket, form, from === 0 && to === meta.size - 1 ? undefined : { start: from, end: to }, signal, what, full && recycle);
   let out: Transform;
   if (full || !meta.blocks) {
     // Whole-object SHA-256; a range is cut out of the verified stream.

@@ -56,7 +56,8 @@ export class SmallObjectCache {
     const tee = new Transform({
       transform: (chunk: Buffer, _enc, cb: TransformCallback) => {
         size += chunk.length;
-        if (size <= this.maxObject) chunks.push(chunk);
+        // A copy: the chunk may be a recycled buffer (./chunk-pool.ts) once sent.
+        if (size <= this.maxObject) chunks.push(Buffer.from(chunk));
         cb(null, chunk);
       },
       flush: (cb: TransformCallback) => {
