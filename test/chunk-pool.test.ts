@@ -171,3 +171,39 @@ t.test('the small-object cache keeps copies, not chunks that go back to a pool',
   t.equal(recycled, 3, 'each chunk went back to the pool and was written over');
   t.equal(sha(cache.bytes('k')!), sha(want), 'the kept bytes are the ones that passed');
 });
+
+t.test('a failing decode through a link errors, and decodes leave no descriptors open', { skip: process.platform !== 'linux' ? 'needs /proc/self/fd' : false }, async (t) => {
+  const dir = await tempDir(t);
+  const codec = codecIn(dir);
+  const { ref, target } = await encodedPair(codec, dir, 4 * MIB);
+  const fds = async () => (await fsp.readdir('/proc/self/fd')).length;
+  const before = await fds();
+  for (let i = 0; i < 20; i++) {
+    const out = codec.decode(path.join(dir, 'ref'), ref.length, path.join(dir, 'delta'), undefined, undefined, true);
+    if (i % 4 === 3) {
+      // Abandoned after its first chunk.
+      await new Promise((resolve) => out.once('data', resolve));
+      out.destroy();
+      continue;
+    }
+    const kept: Buffer[] = [];
+    for await (const c of out) kept.push(c as Buffer);
+    t.equal(sha(Buffer.concat(kept)), sha(target), `decode ${i}`);
+  }
+  const bad = await fsp.readFile(path.join(dir, 'delta'));
+  bad.fill(0x5a, Math.floor(bad.length / 2));
+  await fsp.writeFile(path.join(dir, 'bad'), bad);
+  const failing = codec.decode(path.join(dir, 'ref'), ref.length, path.join(dir, 'bad'), undefined, undefined, true);
+  await t.rejects(
+    (async () => {
+      for await (const c of failing) void c;
+    })(),
+    /xdelta3 decode failed/,
+    'a corrupt delta fails the stream, never a short success',
+  );
+  const deadline = Date.now() + 5000;
+  while ((codec.stats.running > 0 || (await fds()) > before) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  t.equal(codec.stats.running, 0, 'no xdelta3 left');
+  t.ok((await fds()) <= before, `descriptors back to ${before}`);
+  t.equal(codec.stats.linkFailed, 0);
+});
