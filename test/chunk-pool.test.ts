@@ -207,3 +207,28 @@ t.test('a failing decode through a link errors, and decodes leave no descriptors
   t.ok((await fds()) <= before, `descriptors back to ${before}`);
   t.equal(codec.stats.linkFailed, 0);
 });
+
+t.test('a link is paused like a pipe: with no spool budget a slow reader holds xdelta3 back', async (t) => {
+  const dir = await tempDir(t);
+  const codec = codecIn(dir, { spoolBytes: 0 });
+  // More than a decode may hold in memory ahead of its reader (16 MiB).
+  const { ref, target } = await encodedPair(codec, dir, 40 * MIB);
+  const out = codec.decode(path.join(dir, 'ref'), ref.length, path.join(dir, 'delta'), undefined, undefined, true) as DecodeAhead;
+  const h = createHash('sha256');
+  let peakSpool = 0;
+  let peakHeld = 0;
+  out.on('data', (c: Buffer) => {
+    h.update(c);
+    ChunkPool.recycle(c);
+    peakSpool = Math.max(peakSpool, out.spooled);
+    peakHeld = Math.max(peakHeld, out.held);
+    out.pause();
+    setTimeout(() => out.resume(), 4);
+  });
+  await new Promise((resolve, reject) => out.once('end', resolve).once('error', reject));
+  t.equal(h.digest('hex'), sha(target), 'exact bytes');
+  t.ok(out.buffersMade !== undefined, 'through a link');
+  t.ok(peakHeld > 8 * MIB, `the reader fell behind (${peakHeld} bytes held at most)`);
+  t.ok(peakSpool <= 2 * (256 << 10), `spooled at most ${peakSpool} bytes at a time`);
+  t.ok(peakHeld <= 16 * MIB, `held at most ${peakHeld} bytes in memory`);
+});
