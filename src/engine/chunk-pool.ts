@@ -22,6 +22,8 @@
 export const CHUNK_BUFFER = 256 << 10;
 /** Free buffers one pool keeps; more come back only when a reader falls behind. */
 const KEEP_FREE = 8;
+/** Reads shorter than this are copied out (chunk()): at most 4x the bytes held. */
+const SHORT_READ = CHUNK_BUFFER / 4;
 
 const owner = new WeakMap<Buffer, { pool: ChunkPool; buf: Buffer }>();
 
@@ -39,8 +41,19 @@ export class ChunkPool {
     return Buffer.allocUnsafeSlow(CHUNK_BUFFER);
   }
 
-  /** The first `n` bytes read into `buf`, as a chunk recycle() accepts once. */
+  /**
+   * The first `n` bytes read into `buf`, as a chunk recycle() accepts once.
+   * A short read is copied out and its buffer kept for the next read: a
+   * reader that falls behind must not hold a 256 KiB buffer per few bytes
+   * (memory ahead of a reader is counted in bytes read, ./decode-ahead.ts).
+   */
   chunk(buf: Buffer, n: number): Buffer {
+    if (n < SHORT_READ) {
+      const copy = Buffer.allocUnsafe(n);
+      buf.copy(copy, 0, 0, n);
+      if (!this.closed && this.free.length < KEEP_FREE) this.free.push(buf);
+      return copy;
+    }
     const c = buf.subarray(0, n);
     owner.set(c, { pool: this, buf });
     return c;
