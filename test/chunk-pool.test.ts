@@ -239,3 +239,32 @@ t.test('a link is paused like a pipe: with no spool budget a slow reader holds x
   t.ok(peakSpool <= 2 * (256 << 10), `spooled at most ${peakSpool} bytes at a time`);
   t.ok(peakHeld <= 16 * MIB, `held at most ${peakHeld} bytes in memory`);
 });
+
+t.test('reads of a decoded copy run on recycled buffers when asked, and keep their bytes when not recycled', async (t) => {
+  const { DecodedCache } = await import('../src/engine/decoded-cache.js');
+  const { Readable } = await import('node:stream');
+  const dir = await tempDir(t);
+  const cache = new DecodedCache(dir, 64 * MIB);
+  const body = randomBytes(12 * MIB);
+  const decode = async () => Readable.from([body.subarray(0, 6 * MIB), body.subarray(6 * MIB)]);
+  const drain = async (r: NodeJS.ReadableStream, recycle: boolean) => {
+    const kept: Buffer[] = [];
+    const buffers = new Set<ArrayBufferLike>();
+    await new Promise<void>((resolve, reject) => {
+      r.on('data', (c: Buffer) => {
+        kept.push(c);
+        buffers.add(c.buffer);
+        if (recycle) ChunkPool.recycle(c);
+      });
+      r.once('end', resolve).once('error', reject);
+    });
+    return { kept, buffers: buffers.size };
+  };
+  // The decode, then reads of the file it left.
+  await drain(await cache.range('x', body.length, decode, 0, body.length - 1), false);
+  const plain = await drain(await cache.range('x', body.length, decode, 0, body.length - 1, true), false);
+  t.equal(sha(Buffer.concat(plain.kept)), sha(body), 'chunks kept and never handed back keep their bytes');
+  const recycled = await drain(await cache.range('x', body.length, decode, 0, body.length - 1, true), true);
+  t.equal(recycled.kept.length, 12, 'twelve 1 MiB reads');
+  t.ok(recycled.buffers <= 3, `read into ${recycled.buffers} buffers`);
+});

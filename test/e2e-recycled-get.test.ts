@@ -8,7 +8,8 @@ import { startProxy } from './helpers/proxy.js';
 
 // A version's first whole GET decodes straight to its client, into recycled
 // buffers that the response hands back once written (src/engine/chunk-pool.ts,
-// src/http/ops/get-object.ts). A buffer reused while the response still held
+// src/http/ops/get-object.ts); later whole GETs read its decoded copy into
+// recycled buffers too. A buffer reused while the response still held
 // its bytes would send other bytes than those hashed: the proxy's own check
 // would pass and the client would get corrupt data. So the bytes are checked
 // here, by the client, at full speed and by a client that keeps stopping
@@ -74,6 +75,16 @@ t.test('first whole GETs of delta versions are exact, for a fast and a stalling 
     'parallel GETs exact',
   );
   t.match(p.app.engine.codec.stats, { linked: 4, linkFailed: 0 }, 'the four first whole GETs read their decodes into recycled buffers');
+  // Now from the decoded copies, read into recycled buffers too (src/engine/decoded-cache.ts).
+  for (const [i, stall] of [
+    [1, 25],
+    [2, 0],
+    [3, 25],
+    [2, 10],
+  ] as const) {
+    const got = await get(p.port, `/rec/rel/app-${i}.bin`, stall);
+    t.equal(got.sha, sha(versions[i]), `app-${i} again, from its decoded copy (${stall ? 'stalling' : 'fast'} client)`);
+  }
 });
 
 t.test('a small delta object kept in memory by its first GET keeps its exact bytes', async (t) => {

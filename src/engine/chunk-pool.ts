@@ -22,8 +22,6 @@
 export const CHUNK_BUFFER = 256 << 10;
 /** Free buffers one pool keeps; more come back only when a reader falls behind. */
 const KEEP_FREE = 8;
-/** Reads shorter than this are copied out (chunk()): at most 4x the bytes held. */
-const SHORT_READ = CHUNK_BUFFER / 4;
 
 const owner = new WeakMap<Buffer, { pool: ChunkPool; buf: Buffer }>();
 
@@ -33,22 +31,25 @@ export class ChunkPool {
   /** Buffers this pool allocated (for tests and the bench). */
   made = 0;
 
+  constructor(readonly bufferSize = CHUNK_BUFFER) {}
+
   /** A buffer to read into: a free one, or a new one. */
   take(): Buffer {
     const b = this.free.pop();
     if (b) return b;
     this.made++;
-    return Buffer.allocUnsafeSlow(CHUNK_BUFFER);
+    return Buffer.allocUnsafeSlow(this.bufferSize);
   }
 
   /**
    * The first `n` bytes read into `buf`, as a chunk recycle() accepts once.
-   * A short read is copied out and its buffer kept for the next read: a
-   * reader that falls behind must not hold a 256 KiB buffer per few bytes
-   * (memory ahead of a reader is counted in bytes read, ./decode-ahead.ts).
+   * A read under a quarter of the buffer is copied out and its buffer kept
+   * for the next read: a reader that falls behind must not hold a 256 KiB
+   * buffer per few bytes (memory ahead of a reader is counted in bytes
+   * read, ./decode-ahead.ts), at most 4x.
    */
   chunk(buf: Buffer, n: number): Buffer {
-    if (n < SHORT_READ) {
+    if (n < this.bufferSize / 4) {
       const copy = Buffer.allocUnsafe(n);
       buf.copy(copy, 0, 0, n);
       if (!this.closed && this.free.length < KEEP_FREE) this.free.push(buf);

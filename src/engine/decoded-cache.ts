@@ -3,7 +3,11 @@ import { createWriteStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
+import { ChunkPool } from './chunk-pool.js';
 import { tempPath } from './spool.js';
+
+/** The most a reader reads from a decoded file at once. */
+const READ_BYTES = 1 << 20;
 
 // Decoded delta and gzip objects on local disk, for ranged and full reads.
 //
@@ -86,9 +90,11 @@ export class DecodedCache {
 
   /**
    * Bytes [from, to] of the decoded object `id`, starting its decode with
-   * `decode` when it is neither cached nor being decoded.
+   * `decode` when it is neither cached nor being decoded. `recycle`: the
+   * consumer hands back each chunk once written (./chunk-pool.ts), so the
+   * file is read into recycled buffers.
    */
-  async range(id: string, size: number, decode: () => Promise<Readable>, from: number, to: number): Promise<Readable> {
+  async range(id: string, size: number, decode: () => Promise<Readable>, from: number, to: number, recycle = false): Promise<Readable> {
     let e = this.lru.get(id);
     if (!e || e.error) {
       await (this.made ??= fsp.mkdir(this.dir, { recursive: true }));
@@ -114,7 +120,7 @@ export class DecodedCache {
       this.fill(e, src);
       e.readers--;
     }
-    return this.reader(e, from, to);
+    return this.reader(e, from, to, recycle ? new ChunkPool(READ_BYTES) : undefined);
   }
 
   private fill(e: Entry, src: Readable): void {
@@ -165,7 +171,7 @@ export class DecodedCache {
     });
   }
 
-  private reader(e: Entry, from: number, to: number): Readable {
+  private reader(e: Entry, from: number, to: number, pool?: ChunkPool): Readable {
     e.readers++;
     let pos = from;
     let fh: fsp.FileHandle | undefined;
@@ -236,15 +242,18 @@ export class DecodedCache {
           // first byte goes out as soon as the decoder has made it); later
           // ones wait for a whole chunk: reading the file 64 KiB at a time
           // as the decoder writes it cost 2.3x the decode itself.
-          const full = Math.min(want, to - pos + 1, 1 << 20);
+          const full = Math.min(want, to - pos + 1, READ_BYTES);
           await waitFor(pos === from ? pos + 1 : pos + full);
           const len = Math.min(full, Math.max(1, e.written - pos));
           fh ??= await fsp.open(e.path, 'r');
-          const buf = Buffer.allocUnsafe(len);
+          // A new 1 MiB buffer per read is 100 MiB outside V8's heap per
+          // 100 MiB read, which sent V8 into a full collection every few
+          // reads (the same storm as ./chunk-pool.ts describes).
+          const buf = pool ? pool.take() : Buffer.allocUnsafe(len);
           const { bytesRead } = await fh.read(buf, 0, len, pos);
           if (bytesRead === 0) throw new Error('decoded file ended early');
           pos += bytesRead;
-          stream.push(bytesRead === len ? buf : buf.subarray(0, bytesRead));
+          stream.push(pool ? pool.chunk(buf, bytesRead) : bytesRead === len ? buf : buf.subarray(0, bytesRead));
         } catch (err) {
           stream.destroy(err as Error);
         }
@@ -264,6 +273,7 @@ export class DecodedCache {
       destroy: (err, cb) => {
         leaveLive();
         release();
+        pool?.close();
         const h = fh;
         fh = undefined;
         if (h) h.close().then(() => cb(err), () => cb(err));
