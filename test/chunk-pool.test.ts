@@ -268,3 +268,55 @@ t.test('reads of a decoded copy run on recycled buffers when asked, and keep the
   t.equal(recycled.kept.length, 12, 'twelve 1 MiB reads');
   t.ok(recycled.buffers <= 3, `read into ${recycled.buffers} buffers`);
 });
+
+t.test('readers that join a decode of the decoded cache live keep exact bytes while its buffers are reused', async (t) => {
+  const { DecodedCache } = await import('../src/engine/decoded-cache.js');
+  const { Readable } = await import('node:stream');
+  const dir = await tempDir(t);
+  const cache = new DecodedCache(dir, 64 * MIB);
+  const body = randomBytes(8 * MIB);
+  const pool = new ChunkPool();
+  let reused = 0;
+  // A decode whose chunks come from a pool, trickling out so that readers
+  // take them live; the cache hands each back once it is in the file, and
+  // the next chunk is read into it.
+  const decode = async () =>
+    Readable.from(
+      (async function* () {
+        const seen = new Set<ArrayBufferLike>();
+        for (let at = 0; at < body.length; at += 200_000) {
+          const buf = pool.take();
+          if (seen.has(buf.buffer)) reused++;
+          seen.add(buf.buffer);
+          const n = Math.min(200_000, body.length - at);
+          body.copy(buf, 0, at, at + n);
+          yield pool.chunk(buf, n);
+          await new Promise((r) => setTimeout(r, 1));
+        }
+      })(),
+      { objectMode: false },
+    );
+  const read = async (from: number, to: number, recycle: boolean) => {
+    const kept: Buffer[] = [];
+    const r = await cache.range('live', body.length, decode, from, to, recycle);
+    await new Promise<void>((resolve, reject) => {
+      r.on('data', (c: Buffer) => {
+        kept.push(Buffer.from(c));
+        if (recycle) ChunkPool.recycle(c);
+      });
+      r.once('end', resolve).once('error', reject);
+    });
+    return Buffer.concat(kept);
+  };
+  const keeping = async (from: number, to: number) => {
+    const kept: Buffer[] = [];
+    const r = await cache.range('live', body.length, decode, from, to);
+    for await (const c of r) kept.push(c as Buffer);
+    return Buffer.concat(kept);
+  };
+  const [whole, recycling, part] = await Promise.all([keeping(0, body.length - 1), read(0, body.length - 1, true), keeping(3 * MIB, 5 * MIB - 1)]);
+  t.ok(reused > 0, `the decode read into a buffer it had before ${reused} times`);
+  t.equal(sha(whole), sha(body), 'a reader keeping every chunk: exact');
+  t.equal(sha(recycling), sha(body), 'a reader recycling: exact');
+  t.equal(sha(part), sha(body.subarray(3 * MIB, 5 * MIB)), 'a ranged reader: exact');
+});

@@ -66,15 +66,16 @@ t.test('first whole GETs of delta versions are exact, for a fast and a stalling 
     t.equal(got.bytes, versions[i].length, `app-${i}: every byte (${stall ? 'stalling' : 'fast'} client)`);
     t.equal(got.sha, sha(versions[i]), `app-${i}: the bytes stored`);
   }
-  // app-0's first whole GET (recycled buffers) beside second GETs of app-2
-  // and app-3 (the decoded cache's own decodes, plain buffers).
+  // app-0's first whole GET beside second GETs of app-2 and app-3 (each
+  // fills the decoded cache, which recycles its decode's chunks once they
+  // are in the file; its live readers get copies).
   const all = await Promise.all([get(p.port, '/rec/rel/app-0.bin', 10), get(p.port, '/rec/rel/app-2.bin'), get(p.port, '/rec/rel/app-3.bin', 5)]);
   t.same(
     all.map((g) => g.sha),
     [versions[0], versions[2], versions[3]].map(sha),
     'parallel GETs exact',
   );
-  t.match(p.app.engine.codec.stats, { linked: 4, linkFailed: 0 }, 'the four first whole GETs read their decodes into recycled buffers');
+  t.match(p.app.engine.codec.stats, { linked: 6, linkFailed: 0 }, 'every decode read into recycled buffers: four first whole GETs, two decoded-cache fills');
   // Now from the decoded copies, read into recycled buffers too (src/engine/decoded-cache.ts).
   for (const [i, stall] of [
     [1, 25],

@@ -3,11 +3,17 @@ import { createWriteStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
-import { ChunkPool } from './chunk-pool.js';
+import { CHUNK_BUFFER, ChunkPool } from './chunk-pool.js';
 import { tempPath } from './spool.js';
 
 /** The most a reader reads from a decoded file at once. */
 const READ_BYTES = 1 << 20;
+
+/** `buf` with the first `n` bytes of `src` in it. */
+function copyInto(buf: Buffer, src: Buffer, n: number): Buffer {
+  src.copy(buf, 0, 0, n);
+  return buf;
+}
 
 // Decoded delta and gzip objects on local disk, for ranged and full reads.
 //
@@ -149,11 +155,14 @@ export class DecodedCache {
     // soon as there is something new for it.
     src.on('data', (chunk: Buffer) => {
       // Readers that have read everything the decoder produced so far take
-      // the next chunk from here, before it is on disk (see reader()).
+      // a copy of the next chunk from here, before it is on disk (see
+      // reader()). A copy: the chunk may be a recycled buffer
+      // (./chunk-pool.ts), handed back once the file has it.
       const start = e.received;
       e.received += chunk.length;
       e.events.emit('chunk', start, chunk);
       const wrote = (err?: Error | null) => {
+        if (!err) ChunkPool.recycle(chunk);
         if (err || e.error) return;
         e.written += chunk.length;
         e.events.emit('progress');
@@ -172,6 +181,8 @@ export class DecodedCache {
   }
 
   private reader(e: Entry, from: number, to: number, pool?: ChunkPool): Readable {
+    // Copies of the decoder's chunks, for a consumer that recycles (the decoder's are up to 256 KiB).
+    const livePool = pool ? new ChunkPool(CHUNK_BUFFER) : undefined;
     e.readers++;
     let pos = from;
     let fh: fsp.FileHandle | undefined;
@@ -207,7 +218,9 @@ export class DecodedCache {
         leaveLive();
         return fromFile(1 << 20);
       }
-      const piece = chunk.subarray(0, Math.min(chunk.length, to - pos + 1));
+      const n = Math.min(chunk.length, to - pos + 1);
+      // Copied, the chunk's buffer goes back to the decode once written.
+      const piece = livePool ? livePool.chunk(copyInto(livePool.take(), chunk, n), n) : Buffer.from(chunk.subarray(0, n));
       pos += piece.length;
       const more = stream.push(piece);
       if (pos > to) {
@@ -274,6 +287,7 @@ export class DecodedCache {
         leaveLive();
         release();
         pool?.close();
+        livePool?.close();
         const h = fh;
         fh = undefined;
         if (h) h.close().then(() => cb(err), () => cb(err));

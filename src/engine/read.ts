@@ -83,7 +83,8 @@ export async function openStored(
   const decoded = form.kind !== 'direct' && deps.decoded?.wants(cacheId, meta.size, full, form.kind === 'gzip') ? deps.decoded : undefined;
   const open = (from: number, to: number) =>
     decoded
-      ? decoded.range(cacheId, meta.size, () => openForm(deps, bucket, form, undefined, undefined, what), from, to, full && recycle)
+      ? // The fill recycles its chunks itself once they are in the file (./decoded-cache.ts).
+        decoded.range(cacheId, meta.size, () => openForm(deps, bucket, form, undefined, undefined, what, true), from, to, full && recycle)
       : openForm(deps, bucket, form, from === 0 && to === meta.size - 1 ? undefined : { start: from, end: to }, signal, what, full && recycle);
   let out: Transform;
   if (full || !meta.blocks) {
