@@ -1,4 +1,5 @@
-// Recycled read buffers for a decode's output.
+// Recycled read buffers for a decode's output (./output-link.ts) and for
+// reads of a decoded copy (./decoded-cache.ts).
 //
 // Reading xdelta3's output the usual way gives every 64 KiB read a new
 // buffer: 1,600 of them for a 100 MiB object, each an ArrayBuffer outside
@@ -50,14 +51,25 @@ export class ChunkPool {
    */
   chunk(buf: Buffer, n: number): Buffer {
     if (n < this.bufferSize / 4) {
-      const copy = Buffer.allocUnsafe(n);
-      buf.copy(copy, 0, 0, n);
-      if (!this.closed && this.free.length < KEEP_FREE) this.free.push(buf);
+      const copy = Buffer.from(buf.subarray(0, n));
+      this.give(buf);
       return copy;
     }
     const c = buf.subarray(0, n);
     owner.set(c, { pool: this, buf });
     return c;
+  }
+
+  /** A chunk holding a copy of the first `n` bytes of `src` (whose buffer may then be reused). */
+  copy(src: Buffer, n: number): Buffer {
+    if (n < this.bufferSize / 4) return Buffer.from(src.subarray(0, n));
+    const buf = this.take();
+    src.copy(buf, 0, 0, n);
+    return this.chunk(buf, n);
+  }
+
+  private give(buf: Buffer): void {
+    if (!this.closed && this.free.length < KEEP_FREE) this.free.push(buf);
   }
 
   /** No more reuse: the decode is over (buffers still out are dropped when recycled). */
@@ -75,6 +87,6 @@ export class ChunkPool {
     const o = owner.get(chunk);
     if (!o) return;
     owner.delete(chunk);
-    if (!o.pool.closed && o.pool.free.length < KEEP_FREE) o.pool.free.push(o.buf);
+    o.pool.give(o.buf);
   }
 }

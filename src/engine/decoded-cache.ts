@@ -6,15 +6,6 @@ import { LRUCache } from 'lru-cache';
 import { CHUNK_BUFFER, ChunkPool } from './chunk-pool.js';
 import { tempPath } from './spool.js';
 
-/** The most a reader reads from a decoded file at once. */
-const READ_BYTES = 1 << 20;
-
-/** `buf` with the first `n` bytes of `src` in it. */
-function copyInto(buf: Buffer, src: Buffer, n: number): Buffer {
-  src.copy(buf, 0, 0, n);
-  return buf;
-}
-
 // Decoded delta and gzip objects on local disk, for ranged and full reads.
 //
 // xdelta3 decodes from the first byte, so serving a range of a delta object
@@ -29,8 +20,12 @@ function copyInto(buf: Buffer, src: Buffer, n: number): Buffer {
 // at xdelta3's speed, not the first client's, so its codec slot is released
 // early. Entries are keyed by the decoded content (the caller passes SHA-256
 // and size, so a key cannot go stale), bounded in bytes on disk
-// (decoded_cache_mb), and removed when evicted and no reader holds them. What is read from here is verified
-// by the caller like any read: whole-object SHA-256 or block CRC-32.
+// (decoded_cache_mb), and removed when evicted and no reader holds them.
+// What is read from here is verified by the caller like any read:
+// whole-object SHA-256 or block CRC-32.
+
+/** The most a reader reads from a decoded file at once. */
+const READ_BYTES = 1 << 20;
 
 interface Entry {
   path: string;
@@ -216,11 +211,11 @@ export class DecodedCache {
       if (start !== pos) {
         // Not the next bytes (cannot happen: joined when nothing was in flight); the file has them.
         leaveLive();
-        return fromFile(1 << 20);
+        return fromFile(READ_BYTES);
       }
       const n = Math.min(chunk.length, to - pos + 1);
       // Copied, the chunk's buffer goes back to the decode once written.
-      const piece = livePool ? livePool.chunk(copyInto(livePool.take(), chunk, n), n) : Buffer.from(chunk.subarray(0, n));
+      const piece = livePool ? livePool.copy(chunk, n) : Buffer.from(chunk.subarray(0, n));
       pos += piece.length;
       const more = stream.push(piece);
       if (pos > to) {
@@ -235,7 +230,7 @@ export class DecodedCache {
       } else if (e.done && pos <= to) {
         // Ended without the bytes this reader needs: the file path reports it.
         leaveLive();
-        fromFile(1 << 20);
+        fromFile(READ_BYTES);
       }
     };
     const leaveLive = () => {
