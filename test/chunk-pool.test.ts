@@ -1,15 +1,21 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
+import { execa } from 'execa';
 import t from 'tap';
 import { ChunkPool } from '../src/engine/chunk-pool.js';
 import { Codec } from '../src/engine/codec.js';
 import type { DecodeAhead } from '../src/engine/decode-ahead.js';
 import { DecodedCache } from '../src/engine/decoded-cache.js';
+import { sweepLinkDirs } from '../src/engine/output-link.js';
 import { SmallObjectCache } from '../src/engine/small-cache.js';
 import { tempDir } from './helpers/proxy.js';
+
+/** uid and gid of nobody (Debian), for the tests that act as another user. */
+const NOBODY = 65534;
 
 // Decodes read into recycled buffers (src/engine/chunk-pool.ts,
 // src/engine/output-link.ts). What must hold: a buffer is reused only after
@@ -171,11 +177,73 @@ t.test('the private socket directory is made again when a temp cleaner removed i
   t.match(codec.stats, { linked: 1, linkFailed: 0 });
   const made = (await fsp.readdir(os.tmpdir())).filter((n) => n.startsWith('dgp-link-') && !before.has(n));
   t.equal(made.length, 1, 'one private directory');
-  t.same(await fsp.readdir(path.join(os.tmpdir(), made[0])), [], 'holding no socket file once connected');
+  t.same(await fsp.readdir(path.join(os.tmpdir(), made[0])), ['owner.json'], 'holding its record and no socket file once connected');
+  t.equal(((await fsp.stat(path.join(os.tmpdir(), made[0]))).mode & 0o777).toString(8), '700', 'only this user may enter it');
   await fsp.rm(path.join(os.tmpdir(), made[0]), { recursive: true });
   t.equal(await decodeAll(), sha(target), 'the decode after: a pipe, same bytes');
   t.equal(await decodeAll(), sha(target), 'and the next');
   t.match(codec.stats, { linked: 2, linkFailed: 1 }, 'one fallback, then linked again');
+});
+
+t.test('socket directories of processes gone from this host are swept, nothing else', async (t) => {
+  const base = await tempDir(t);
+  const boot = (await fsp.readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => '')).trim();
+  const record = (over: object) => JSON.stringify({ pid: 2 ** 22 + 31, host: os.hostname(), bootId: boot, startedAt: 'x', process: 'p', instance: 'i', ...over });
+  const dirs: Record<string, string | null> = {
+    // A kill -9 of a proxy on this host: its pid is no process now.
+    'dgp-link-dead': record({}),
+    // A restarted container: our pid, another process's record.
+    'dgp-link-samepid': record({ pid: process.pid, process: 'earlier' }),
+    'dgp-link-alive': record({ pid: process.ppid }),
+    'dgp-link-elsewhere': record({ host: 'another-host' }),
+    'dgp-link-nobody-knows': null,
+    'not-a-link-dir': record({}),
+  };
+  for (const [name, text] of Object.entries(dirs)) {
+    await fsp.mkdir(path.join(base, name));
+    if (text) await fsp.writeFile(path.join(base, name, 'owner.json'), text);
+  }
+  // A link to a directory that looks dead is not followed.
+  const target = path.join(await tempDir(t), 'elsewhere');
+  await fsp.mkdir(target);
+  await fsp.writeFile(path.join(target, 'owner.json'), record({}));
+  await fsp.symlink(target, path.join(base, 'dgp-link-link'));
+  const swept = await sweepLinkDirs(base);
+  t.same(swept.map((d) => path.basename(d)).sort(), ['dgp-link-dead', 'dgp-link-samepid']);
+  t.same((await fsp.readdir(base)).sort(), ['dgp-link-alive', 'dgp-link-elsewhere', 'dgp-link-link', 'dgp-link-nobody-knows', 'not-a-link-dir']);
+  t.ok(await fsp.stat(path.join(target, 'owner.json')), "the link's target is untouched");
+});
+
+t.test("another user's look-alike socket directory is left alone, and cannot reach ours", { skip: process.getuid?.() !== 0 ? 'needs root, to act as another user' : false }, async (t) => {
+  const base = await tempDir(t);
+  const boot = (await fsp.readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => '')).trim();
+  const theirs = path.join(base, 'dgp-link-theirs');
+  await fsp.mkdir(theirs);
+  await fsp.writeFile(path.join(theirs, 'owner.json'), JSON.stringify({ pid: 2 ** 22 + 32, host: os.hostname(), bootId: boot, startedAt: 'x', process: 'p', instance: 'i' }));
+  await fsp.chown(theirs, NOBODY, NOBODY);
+  t.same(await sweepLinkDirs(base), [], 'not ours to judge');
+  t.ok(await fsp.stat(theirs));
+
+  // This process's own directory: a decode makes it, then a socket listens in it.
+  const dir = await tempDir(t);
+  const codec = new Codec({ binary: 'xdelta3', level: 1, secondary: 'default', maxWindow: 2048 * MIB, spoolDir: dir });
+  const { ref } = await encodedPair(codec, dir, MIB);
+  for await (const c of codec.decode(path.join(dir, 'ref'), ref.length, path.join(dir, 'delta'), undefined, undefined, true)) ChunkPool.recycle(c as Buffer);
+  let mine: string | undefined;
+  for (const n of await fsp.readdir(os.tmpdir())) {
+    if (!n.startsWith('dgp-link-')) continue;
+    const text = await fsp.readFile(path.join(os.tmpdir(), n, 'owner.json'), 'utf8').catch(() => '');
+    if (text.includes(`"pid":${process.pid},`)) mine = path.join(os.tmpdir(), n);
+  }
+  t.ok(mine, "this process's directory");
+  const server = net.createServer((s) => s.destroy());
+  await new Promise<void>((r) => server.listen(path.join(mine!, 'probe.sock'), r));
+  t.teardown(() => server.close());
+  const probe = `const net = require('node:net'), fs = require('node:fs');
+    let listed; try { fs.readdirSync(process.argv[1]); listed = 'listed'; } catch (e) { listed = e.code; }
+    net.connect(process.argv[1] + '/probe.sock').on('connect', () => { console.log(listed, 'connected'); process.exit(0); }).on('error', (e) => { console.log(listed, e.code); process.exit(0); });`;
+  const r = await execa(process.execPath, ['-e', probe, mine!], { uid: NOBODY, gid: NOBODY, reject: false, timeout: 10_000 });
+  t.equal(r.stdout.trim(), 'EACCES EACCES', 'another user can neither list it nor connect');
 });
 
 t.test('the small-object cache keeps copies, not chunks that go back to a pool', async (t) => {

@@ -91,6 +91,17 @@ t.test('two instances share a tmp_dir; a dead instance directory is swept', asyn
   t.equal((await got.Body!.transformToByteArray()).length, big.length, 'A still works');
 });
 
+t.test("another user's look-alike of a dead instance directory is left alone", { skip: process.getuid?.() !== 0 ? 'needs root, to act as another user' : false }, async (t) => {
+  const tmpDir = await tempDir(t);
+  const theirs = path.join(tmpDir, `deltaglider-proxy-${os.hostname()}-4194323-bbbbbbbbbbbb`);
+  await fsp.mkdir(theirs);
+  await fsp.writeFile(path.join(theirs, 'owner.json'), JSON.stringify({ pid: 2 ** 22 + 19, host: os.hostname(), bootId: await bootId(), startedAt: 'x', process: 'p4', instance: 'i4' }));
+  // Another user could swap a link in while it is removed: not ours to judge.
+  await fsp.chown(theirs, 65534, 65534);
+  await start(t, { dataDir: await tempDir(t), tmpDir });
+  t.ok(await fsp.stat(path.join(theirs, 'owner.json')));
+});
+
 t.test('start-up failures are one line that names the setting', async (t) => {
   const dir = await tempDir(t);
   const busy = await start(t, { dataDir: path.join(dir, 'a') });

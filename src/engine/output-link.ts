@@ -3,6 +3,7 @@ import * as fsp from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { goneFromThisHost, ownDirectory, parseRecord, selfRecord } from '../lifecycle/holder.js';
 import { ChunkPool } from './chunk-pool.js';
 
 // A child's stdout that the proxy reads into recycled buffers
@@ -15,20 +16,24 @@ import { ChunkPool } from './chunk-pool.js';
 // this process can enter (mkdtemp's 0700, in the system temp dir: the
 // instance's spool directory is usually too deep for a socket address),
 // closed as soon as the one connection arrives; closing it removes the
-// socket file, and the empty directory goes when the process exits. If
-// anything about it fails, the caller falls back to a plain pipe.
+// socket file, and the directory goes when the process exits. A kill -9
+// leaves it behind, holding only its owner's record: the next process to
+// make one removes those whose owner is gone from this host. If anything
+// about it fails, the caller falls back to a plain pipe.
 
 /** sun_path holds 108 bytes on Linux, 104 on macOS. */
 const MAX_SOCKET_PATH = 100;
 /** A connection to ourselves that takes longer than this is given up (then: a pipe). */
 const CONNECT_MS = 5000;
+const PREFIX = 'dgp-link-';
+const OWNER = 'owner.json';
 let seq = 0;
 let privateDir: Promise<string> | undefined;
 const madeDirs = new Set<string>();
 
 /** This process's socket directory, made on first use (and again if it went: temp cleaners). */
 function linkDir(): Promise<string> {
-  privateDir ??= fsp.mkdtemp(path.join(os.tmpdir(), 'dgp-link-')).then(
+  privateDir ??= makeLinkDir(os.tmpdir()).then(
     (dir) => {
       if (madeDirs.size === 0) process.once('exit', () => madeDirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
       madeDirs.add(dir);
@@ -40,6 +45,44 @@ function linkDir(): Promise<string> {
     },
   );
   return privateDir;
+}
+
+async function makeLinkDir(base: string): Promise<string> {
+  await sweepLinkDirs(base);
+  const dir = await fsp.mkdtemp(path.join(base, PREFIX));
+  try {
+    await fsp.writeFile(path.join(dir, OWNER), JSON.stringify(selfRecord()));
+  } catch (err) {
+    await fsp.rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return dir;
+}
+
+/**
+ * Removes the socket directories (in `base`) of processes that are gone
+ * from this host; returns their paths. A directory without a record is an
+ * earlier build's or one being made, and is left alone, as is anything
+ * that is not a directory of this user. Removing a live process's directory by mistake would
+ * only send its next decode through a pipe.
+ */
+export async function sweepLinkDirs(base: string): Promise<string[]> {
+  const out: string[] = [];
+  const names = await fsp.readdir(base).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!name.startsWith(PREFIX)) continue;
+    const dir = path.join(base, name);
+    if (!(await ownDirectory(dir))) continue;
+    const text = await fsp.readFile(path.join(dir, OWNER), 'utf8').catch(() => '');
+    if (!goneFromThisHost(parseRecord(text))) continue;
+    try {
+      await fsp.rm(dir, { recursive: true, force: true });
+      out.push(dir);
+    } catch {
+      // Not ours to remove after all: leave it.
+    }
+  }
+  return out;
 }
 
 export interface OutputLink {

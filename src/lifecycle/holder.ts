@@ -80,6 +80,35 @@ export function judge(h: HolderRecord | null, mtimeMs: number, now = Date.now())
 }
 
 /**
+ * For things with no heartbeat (../engine/output-link.ts): true only when
+ * the holder surely ran on this host since this boot and is gone: its pid
+ * is no process now, or is ours while the record is another process's (a
+ * restarted container). Anything else (another host, a shared temp dir
+ * seen from another pid namespace) counts as alive.
+ */
+export function goneFromThisHost(h: HolderRecord | null): boolean {
+  const me = PROCESS;
+  if (!h || h.host !== me.host || h.bootId !== me.bootId || h.process === me.process) return false;
+  if (h.pid === me.pid) return true;
+  try {
+    process.kill(h.pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+/**
+ * True when `p` is a directory (not a link to one) of this process's user:
+ * the only kind a sweep of a shared temp dir removes. Another user's
+ * look-alike could swap a link in while it is being removed.
+ */
+export async function ownDirectory(p: string): Promise<boolean> {
+  const st = await fsp.lstat(p).catch(() => null);
+  return !!st && st.isDirectory() && (process.getuid === undefined || st.uid === process.getuid());
+}
+
+/**
  * Decides an unsure verdict by watching the file's heartbeat: alive when
  * its mtime advances, gone when it reaches STALE_MS. `file` vanishing
  * counts as gone.

@@ -1,6 +1,6 @@
 import * as fsp from 'node:fs/promises';
 import path from 'node:path';
-import { describe, heartbeat, judge, parseRecord, selfRecord } from './holder.js';
+import { describe, heartbeat, judge, ownDirectory, parseRecord, selfRecord } from './holder.js';
 
 // Scratch space per process: every instance works in its own directory
 // below the configured base (tmp_dir), named after it and holding its record
@@ -53,7 +53,7 @@ async function sweep(base: string, mine: string): Promise<string[]> {
   const out: string[] = [];
   for (const name of await fsp.readdir(base)) {
     const dir = path.join(base, name);
-    if (!NAME.test(name) || dir === mine) continue;
+    if (!NAME.test(name) || dir === mine || !(await ownDirectory(dir))) continue;
     const owner = path.join(dir, OWNER);
     const [text, st] = await Promise.all([fsp.readFile(owner, 'utf8').catch(() => ''), fsp.stat(owner).catch(() => fsp.stat(dir).catch(() => null))]);
     if (!st) continue;
