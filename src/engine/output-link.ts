@@ -63,8 +63,8 @@ async function makeLinkDir(base: string): Promise<string> {
  * Removes the socket directories (in `base`) of processes that are gone
  * from this host; returns their paths. A directory without a record is an
  * earlier build's or one being made, and is left alone, as is anything
- * that is not a directory of this user. Removing a live process's directory by mistake would
- * only send its next decode through a pipe.
+ * that is not a directory of this user. Removing a live process's
+ * directory by mistake would only send its next decode through a pipe.
  */
 export async function sweepLinkDirs(base: string): Promise<string[]> {
   const out: string[] = [];
