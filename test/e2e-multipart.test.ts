@@ -3,6 +3,7 @@ import {
   CompleteMultipartUploadCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
+  DeleteBucketCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
@@ -165,4 +166,28 @@ t.test('abandoned uploads are removed after multipart_max_age_hours', async (t) 
   await new Promise((r) => setTimeout(r, 1500));
   const second = await startProxy(t, first.config);
   t.same(await uploadState(second), [], 'swept at start-up');
+});
+
+t.test('CreateMultipartUpload racing DeleteBucket leaves no upload for a new bucket of that name', async (t) => {
+  const p = await startProxy(t);
+  const s3 = sdk(p.url);
+  t.teardown(() => s3.destroy());
+  const outcomes = new Set<string>();
+  for (let i = 0; i < 10; i++) {
+    await s3.send(new CreateBucketCommand({ Bucket: 'gone' }));
+    const [created, deleted] = await Promise.all([
+      s3.send(new CreateMultipartUploadCommand({ Bucket: 'gone', Key: 'k' })).then((r) => r.UploadId!, (e: Error) => e.name),
+      code(s3.send(new DeleteBucketCommand({ Bucket: 'gone' }))),
+    ]);
+    t.equal(deleted, 'ok', 'the bucket is deleted');
+    outcomes.add(/^[0-9a-f]{32}$/.test(created) ? 'created' : created);
+    await s3.send(new CreateBucketCommand({ Bucket: 'gone' }));
+    t.same((await s3.send(new ListMultipartUploadsCommand({ Bucket: 'gone' }))).Uploads ?? [], [], 'the new bucket has no upload');
+    if (/^[0-9a-f]{32}$/.test(created)) {
+      t.equal(await code(s3.send(new UploadPartCommand({ Bucket: 'gone', Key: 'k', UploadId: created, PartNumber: 1, Body: 'x' }))), 'NoSuchUpload', 'the old upload id is dead');
+    }
+    t.same(await uploadState(p), [], 'nothing left in the upload namespace');
+    await s3.send(new DeleteBucketCommand({ Bucket: 'gone' }));
+  }
+  t.ok([...outcomes].every((o) => o === 'created' || o === 'NoSuchBucket'), `outcomes: ${[...outcomes].join(', ')}`);
 });

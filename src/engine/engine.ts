@@ -193,6 +193,10 @@ export class Engine implements ObjectStore {
     return info;
   }
 
+  async bucketExistsNow(bucket: string): Promise<boolean> {
+    return !!(this.cli?.has(bucket) ? await this.cli.headBucket(bucket) : await this.backend.headBucket(bucket));
+  }
+
   /**
    * Deletes an empty bucket. Object writes hold the bucket's lock for
    * reading from their bucket check to their commit, so no PUT acknowledged
@@ -204,18 +208,19 @@ export class Engine implements ObjectStore {
     await this.headBucket(bucket);
     const release = await this.bucketLocks.write(bucket);
     try {
+      // Uploads in progress go with the bucket, after it: an upload created
+      // meanwhile either is in that listing or finds the bucket gone
+      // (./multipart.ts, create).
       if (this.cli?.has(bucket)) {
-        for (const u of await this.multipart.list(bucket)) await this.multipart.abort(bucket, u.rec.key, u.id);
         await this.cli.deleteBucket(bucket);
         this.buckets.delete(bucket);
+        await this.multipart.removeUploadsOf(bucket);
         return;
       }
       for await (const b of this.backend.list(bucket)) {
         if (keyOfMetaBlob(b.name)) throw new S3Error('BucketNotEmpty', undefined, { fields: { BucketName: bucket } });
       }
       this.buckets.delete(bucket);
-      // Uploads in progress go with the bucket: nothing could complete them.
-      for (const u of await this.multipart.list(bucket)) await this.multipart.abort(bucket, u.rec.key, u.id);
       try {
         await this.backend.deleteBucket(bucket, (name) => !!keyOfMetaBlob(name));
       } catch (err) {
@@ -225,6 +230,7 @@ export class Engine implements ObjectStore {
       this.buckets.delete(bucket);
       this.removed.add(bucket);
       this.usage.forget(bucket);
+      await this.multipart.removeUploadsOf(bucket);
     } finally {
       release();
     }

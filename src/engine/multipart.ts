@@ -84,6 +84,14 @@ export class Multipart {
     const id = randomBytes(16).toString('hex');
     const rec: UploadRecord = { key, created: new Date().toISOString(), attrs };
     await this.backend.putBytes(UPLOADS, `${this.dir(bucket, id)}upload.json`, Buffer.from(JSON.stringify(rec)));
+    // A DeleteBucket (here or in another instance) removes the bucket, then
+    // the uploads it lists. Racing it, either that listing saw this record,
+    // or the bucket is gone by now: never an upload left over that a new
+    // bucket of the same name would take on.
+    if (!(await this.engine.bucketExistsNow(bucket))) {
+      await this.removeAll(bucket, id);
+      throw new S3Error('NoSuchBucket', undefined, { fields: { BucketName: bucket } });
+    }
     return id;
   }
 
@@ -257,6 +265,16 @@ export class Multipart {
     const names: string[] = [];
     for await (const b of this.backend.list(UPLOADS, { prefix: dir })) names.push(b.name);
     await mapLimit(names, 16, (n) => this.backend.delete(UPLOADS, n));
+  }
+
+  /** Removes every upload of a bucket that is gone (DeleteBucket, after the bucket). */
+  async removeUploadsOf(bucket: string): Promise<void> {
+    const ids = new Set<string>();
+    for await (const b of this.backend.list(UPLOADS, { prefix: `${bucket}/` })) {
+      const m = /^[^/]+\/([0-9a-f]{32})\//.exec(b.name);
+      if (m) ids.add(m[1]);
+    }
+    for (const id of ids) await this.removeAll(bucket, id);
   }
 
   /** Uploads in progress in a bucket, sorted by key then initiation. */

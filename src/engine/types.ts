@@ -87,6 +87,8 @@ export interface PreEncode {
 export interface ObjectStore {
   readonly tmpDir: string;
   headBucket(bucket: string): Promise<BucketInfo>;
+  /** Whether the bucket exists now, asked of the backend (headBucket may answer from a cache). */
+  bucketExistsNow(bucket: string): Promise<boolean>;
   headObject(bucket: string, key: string): Promise<ObjectMeta>;
   putObject(input: PutInput): Promise<ObjectMeta>;
   /** `stored`: read the stored blobs, past every cache (scrub checks what is stored). */
