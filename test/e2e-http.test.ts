@@ -6,6 +6,7 @@ import aws4 from 'aws4';
 import t from 'tap';
 import { creds } from './helpers/clients.js';
 import { startProxy } from './helpers/proxy.js';
+import { connect, signedHead, until } from './helpers/raw.js';
 
 // Raw HTTP: what S3 tools rarely send but a proxy must answer with S3's errors
 // (never a 500, a hang or a crash).
@@ -172,6 +173,44 @@ t.test('S3 errors for bad requests', async (t) => {
     const got = await req('GET', '/errs/a%2Bb%3Dc%20d%C3%BC');
     t.equal(got.body, 'v');
     t.equal(got.headers['x-amz-meta-spaced'], 'a   b  c', 'stored as sent');
+  });
+
+  await t.test('any Content-Type is stored as sent, as S3 does, never a 415 or a 500', async (t) => {
+    const odd = ['x', 'text/', '/plain', 'text/plain, text/html', 'text/pl ain', 'a/b; c'];
+    for (const [i, ct] of odd.entries()) {
+      const put = await req('PUT', `/errs/ct-${i}`, { headers: { 'content-type': ct }, body: 'hi' });
+      t.equal(put.status, 200, `PUT with Content-Type ${JSON.stringify(ct)}`);
+      const head = await req('HEAD', `/errs/ct-${i}`);
+      t.equal(head.headers['content-type'], ct, 'and answered with it');
+    }
+    // (No body: aws4 would add a Content-Type of its own beside an empty one.)
+    const empty = await req('PUT', '/errs/ct-empty', { headers: { 'content-type': '' } });
+    t.equal(empty.status, 200, 'an empty Content-Type (some SDKs send one)');
+    t.equal((await req('GET', '/errs/ct-empty')).status, 200);
+    t.equal(code(await req('PUT', '/errs/ct-anon', { headers: { 'content-type': 'x' }, body: 'hi', unsigned: true })), 'AccessDenied', 'unsigned: still refused');
+    const mpu = await req('POST', '/errs/ct-mpu?uploads', { headers: { 'content-type': 'x' } });
+    t.equal(mpu.status, 200, 'CreateMultipartUpload');
+    t.equal((await req('DELETE', '/errs/ct-0', { headers: { 'content-type': 'x' } })).status, 204, 'DeleteObject');
+  });
+
+  await t.test('pipelined requests on one connection are processed in turn (RFC 9112, 9.3.2)', async (t) => {
+    for (let i = 0; i < 5; i++) {
+      const conn = await connect(Number(new URL(p.url).port));
+      const port = Number(new URL(p.url).port);
+      const body = `v${i}`;
+      // A PUT and a GET of the same key, then a DELETE and a HEAD, sent at once.
+      conn.socket.write(
+        signedHead(port, 'PUT', `/errs/piped-${i}`, { 'content-length': String(body.length) }) + body +
+          signedHead(port, 'GET', `/errs/piped-${i}`) +
+          signedHead(port, 'DELETE', `/errs/piped-${i}`) +
+          signedHead(port, 'HEAD', `/errs/piped-${i}`),
+      );
+      const statuses = () => [...conn.received().matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1]);
+      await until(() => statuses().length >= 4, 10_000, 'four responses');
+      t.same(statuses(), ['200', '200', '204', '404'], 'each request sees the one before it');
+      t.match(conn.received(), new RegExp(`\r\n\r\n${body}HTTP/1\\.1 204`), 'the GET has the PUT bytes');
+      conn.socket.destroy();
+    }
   });
 
   await t.test('health', async (t) => {

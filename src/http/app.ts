@@ -12,6 +12,7 @@ import { watchSend } from './timeouts.js';
 import { Router, type Level } from './router.js';
 import { ADMIN, isSigned, registerAdmin } from './admin/index.js';
 import { Metrics } from './admin/metrics.js';
+import { inTurn, neutralMediaType } from './connection-order.js';
 import { logRequest, loggerOptions, noteRequest, requestFacts, startRequest } from './request-log.js';
 
 declare module 'fastify' {
@@ -156,6 +157,9 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine, t
     closing = true;
   });
   app.addHook('onRequest', async (req, reply) => {
+    const turn = inTurn(req.raw, reply.raw);
+    if (turn) await turn;
+    neutralMediaType(req);
     reply.header('x-amz-request-id', req.id);
     reply.header('x-amz-id-2', req.id);
     reply.header('server', 'DeltaGliderProxy');

@@ -25,7 +25,8 @@ export interface Ctx {
 
 export type Handler = (ctx: Ctx) => Promise<void>;
 
+/** A request header as sent (the raw request's: fastify's view may differ, ./connection-order.ts). */
 export function header(ctx: Ctx, name: string): string | undefined {
-  const v = ctx.req.headers[name];
+  const v = ctx.req.raw.headers[name];
   return Array.isArray(v) ? v.join(',') : v;
 }

@@ -22,7 +22,7 @@ export function attributesFrom(ctx: Ctx): Omit<ObjectAttributes, 'checksums'> {
   }
   const userMetadata: Record<string, string> = {};
   let size = 0;
-  for (const [name, value] of Object.entries(ctx.req.headers)) {
+  for (const [name, value] of Object.entries(ctx.req.raw.headers)) {
     if (!name.startsWith('x-amz-meta-') || value === undefined) continue;
     const k = name.slice('x-amz-meta-'.length);
     const v = metadataFromHeader(Array.isArray(value) ? value.join(',') : value);
