@@ -191,3 +191,26 @@ t.test('CreateMultipartUpload racing DeleteBucket leaves no upload for a new buc
   }
   t.ok([...outcomes].every((o) => o === 'created' || o === 'NoSuchBucket'), `outcomes: ${[...outcomes].join(', ')}`);
 });
+
+t.test('a new bucket starts without the uploads an earlier one of its name left behind', async (t) => {
+  const p = await startProxy(t);
+  const s3 = sdk(p.url);
+  t.teardown(() => s3.destroy());
+  await s3.send(new CreateBucketCommand({ Bucket: 'left' }));
+  const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: 'left', Key: 'k' }));
+  await s3.send(new UploadPartCommand({ Bucket: 'left', Key: 'k', UploadId, PartNumber: 1, Body: 'part' }));
+  // A DeleteBucket that crashed after removing the bucket, before its uploads.
+  const engine = p.app.engine;
+  await engine.backend.deleteBucket('left', () => false);
+  await new Promise((r) => setTimeout(r, 5));
+  await s3.send(new CreateBucketCommand({ Bucket: 'left' }));
+  t.same((await s3.send(new ListMultipartUploadsCommand({ Bucket: 'left' }))).Uploads ?? [], [], 'no upload listed');
+  t.equal(await code(s3.send(new UploadPartCommand({ Bucket: 'left', Key: 'k', UploadId, PartNumber: 2, Body: 'x' }))), 'NoSuchUpload', 'the old upload id is dead');
+  t.same(await uploadState(p), [], 'its records and parts are gone');
+  const fresh = await s3.send(new CreateMultipartUploadCommand({ Bucket: 'left', Key: 'k' }));
+  await s3.send(new CreateBucketCommand({ Bucket: 'other' }));
+  t.equal(await code(s3.send(new UploadPartCommand({ Bucket: 'left', Key: 'k', UploadId: fresh.UploadId, PartNumber: 1, Body: 'x' }))), 'ok', 'an upload of the new bucket is kept');
+  // us-east-1 answers 200 to creating a bucket one already owns, as S3 does there.
+  t.equal(await code(s3.send(new CreateBucketCommand({ Bucket: 'left' }))), 'ok');
+  t.equal(await code(s3.send(new UploadPartCommand({ Bucket: 'left', Key: 'k', UploadId: fresh.UploadId, PartNumber: 2, Body: 'y' }))), 'ok', 'also after a CreateBucket of the existing bucket');
+});

@@ -166,7 +166,14 @@ export class Engine implements ObjectStore {
 
   async createBucket(bucket: string, opts: { location?: string } = {}): Promise<void> {
     checkBucketName(bucket);
-    if (this.cli?.has(bucket)) return this.cli.createBucket(bucket);
+    // A new bucket starts with no upload in progress, whatever an earlier
+    // bucket of its name left behind (./multipart.ts, removeUploadsOf).
+    const since = Date.now();
+    if (this.cli?.has(bucket)) {
+      await this.cli.createBucket(bucket);
+      await this.multipart.removeUploadsOf(bucket, since);
+      return;
+    }
     this.removed.delete(bucket);
     try {
       await this.backend.createBucket(bucket, opts);
@@ -175,6 +182,7 @@ export class Engine implements ObjectStore {
       if (err instanceof AlreadyExistsError) throw new S3Error('BucketAlreadyOwnedByYou', undefined, { fields: { BucketName: bucket } });
       throw err;
     }
+    await this.multipart.removeUploadsOf(bucket, since);
   }
 
   /**

@@ -267,14 +267,31 @@ export class Multipart {
     await mapLimit(names, 16, (n) => this.backend.delete(UPLOADS, n));
   }
 
-  /** Removes every upload of a bucket that is gone (DeleteBucket, after the bucket). */
-  async removeUploadsOf(bucket: string): Promise<void> {
+  /**
+   * Removes the uploads of a bucket that is gone (DeleteBucket, after the
+   * bucket), or with `before`, those a new bucket of that name finds left
+   * over (created before it, or without a record): a DeleteBucket that
+   * crashed between its two steps, say. Never one made since.
+   */
+  async removeUploadsOf(bucket: string, before?: number): Promise<void> {
     const ids = new Set<string>();
     for await (const b of this.backend.list(UPLOADS, { prefix: `${bucket}/` })) {
       const m = /^[^/]+\/([0-9a-f]{32})\//.exec(b.name);
       if (m) ids.add(m[1]);
     }
-    for (const id of ids) await this.removeAll(bucket, id);
+    for (const id of ids) {
+      if (before !== undefined) {
+        const blob = await this.backend.readSmall(UPLOADS, `${this.dir(bucket, id)}upload.json`);
+        let created = NaN; // no record, or an unreadable one: left over
+        try {
+          if (blob) created = Date.parse((JSON.parse(blob.body.toString('utf8')) as UploadRecord).created);
+        } catch {
+          // unreadable: left over
+        }
+        if (created >= before) continue;
+      }
+      await this.removeAll(bucket, id);
+    }
   }
 
   /** Uploads in progress in a bucket, sorted by key then initiation. */
