@@ -12,7 +12,7 @@ import { watchSend } from './timeouts.js';
 import { Router, type Level } from './router.js';
 import { ADMIN, isSigned, registerAdmin } from './admin/index.js';
 import { Metrics } from './admin/metrics.js';
-import { inTurn, neutralMediaType } from './connection-order.js';
+import { inTurn, leaveTurn, neutralMediaType } from './connection-order.js';
 import { logRequest, loggerOptions, noteRequest, requestFacts, startRequest } from './request-log.js';
 
 declare module 'fastify' {
@@ -173,6 +173,7 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine, t
   });
   const metrics = new Metrics(engine);
   app.addHook('onResponse', async (req, reply) => {
+    leaveTurn(req.raw, reply.raw);
     const facts = requestFacts(req, reply);
     // The proxy's own endpoints (probes, scrapes, console polls) stay out of the S3 figures.
     if (facts.operation === ADMIN) return void req.log.debug?.({ method: req.method, url: req.url.split('?')[0], status: reply.statusCode }, 'admin request');

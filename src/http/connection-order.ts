@@ -33,6 +33,11 @@ export function inTurn(req: IncomingMessage, res: ServerResponse): Promise<void>
   });
 }
 
+/** A finished response is not kept for the connection's next request (onResponse). */
+export function leaveTurn(req: IncomingMessage, res: ServerResponse): void {
+  if (lastResponse.get(req.socket) === res) lastResponse.delete(req.socket);
+}
+
 const BODYLESS = new Set(['GET', 'HEAD', 'TRACE']);
 const NEUTRAL = { 'content-type': 'application/octet-stream' };
 
