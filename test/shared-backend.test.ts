@@ -92,3 +92,32 @@ t.test('two instances, one backend', { skip: await motoAvailable() }, async (t) 
     }
   });
 });
+
+t.test('a backend that stops answering fails requests after backend.s3_idle_timeout_secs, never holds them', { skip: await motoAvailable() }, async (t) => {
+  const moto = await startMoto(t);
+  const p = await startProxy(t, { ...(await moto.backend('stalls')), s3IdleTimeoutSecs: 0.5 });
+  const s3 = sdk(p.url, { maxAttempts: 1 });
+  t.teardown(() => s3.destroy());
+  await s3.send(new CreateBucketCommand({ Bucket: 'stall' }));
+  await s3.send(new PutObjectCommand({ Bucket: 'stall', Key: 'a.zip', Body: 'one' }));
+  moto.freeze(true);
+  t.teardown(() => moto.freeze(false));
+  for (const [what, send] of [
+    ['GET', () => s3.send(new GetObjectCommand({ Bucket: 'stall', Key: 'b.zip' }))],
+    ['PUT', () => s3.send(new PutObjectCommand({ Bucket: 'stall', Key: 'c.zip', Body: 'two' }))],
+    ['LIST', () => s3.send(new ListObjectsV2Command({ Bucket: 'stall' }))],
+  ] as const) {
+    const t0 = Date.now();
+    const err = await send().then(
+      () => null,
+      (e: { name: string; $metadata?: { httpStatusCode?: number } }) => e,
+    );
+    t.equal(err?.$metadata?.httpStatusCode, 503, `${what}: 503`);
+    t.equal(err?.name, 'ServiceUnavailable');
+    // Four attempts of 0.5 s each with the SDK's backoff between them.
+    t.ok(Date.now() - t0 < 20_000, `${what}: answered after ${Date.now() - t0} ms`);
+  }
+  moto.freeze(false);
+  const got = await s3.send(new GetObjectCommand({ Bucket: 'stall', Key: 'a.zip' }));
+  t.equal(await got.Body!.transformToString(), 'one', 'served again once the backend answers');
+});

@@ -43,6 +43,8 @@ export interface Config {
   s3Prefix: string;
   s3AccessKeyId: string;
   s3SecretAccessKey: string;
+  /** backend.s3_idle_timeout_secs: a backend request idle this long fails (then retried, then 503). */
+  s3IdleTimeoutSecs: number;
   /** backend.cli_buckets: proxy buckets kept in the DeltaGlider CLI's layout, `name` or `name=backend-bucket`. */
   cliBuckets: string[];
   /** [[auth.keys]] of the TOML file. */
@@ -199,6 +201,7 @@ export const SETTINGS = [
   { ...setting('s3Prefix', 'backend.s3_prefix', str, ''), env: 'DELTAGLIDER_PROXY_S3_PREFIX' },
   { ...setting('s3AccessKeyId', 'backend.s3_access_key_id', str, ''), env: 'DELTAGLIDER_PROXY_S3_ACCESS_KEY_ID' },
   { ...setting('s3SecretAccessKey', 'backend.s3_secret_access_key', str, ''), env: 'DELTAGLIDER_PROXY_S3_SECRET_ACCESS_KEY' },
+  { ...setting('s3IdleTimeoutSecs', 'backend.s3_idle_timeout_secs', num(0.1, 3600), 120), env: 'DELTAGLIDER_PROXY_S3_IDLE_TIMEOUT_SECS' },
   { ...setting('cliBuckets', 'backend.cli_buckets', list, []), env: 'DELTAGLIDER_PROXY_CLI_BUCKETS' },
   setting('codecMaxProcesses', 'codec_max_processes', num(0, 1024, true), 0),
   setting('codecMemoryMb', 'codec_memory_mb', num(64, 1 << 20, true), 1024),
@@ -364,7 +367,7 @@ export function loadConfig(src: Sources = {}): CliAction {
     auth: ['keys', 'anonymous', 'sigv2'],
     metrics: ['token', 'public'],
     console: ['enabled', 'allow_http', 'session_minutes'],
-    backend: ['s3_bucket', 's3_endpoint', 's3_region', 's3_force_path_style', 's3_prefix', 's3_access_key_id', 's3_secret_access_key', 'cli_buckets'],
+    backend: ['s3_bucket', 's3_endpoint', 's3_region', 's3_force_path_style', 's3_prefix', 's3_access_key_id', 's3_secret_access_key', 's3_idle_timeout_secs', 'cli_buckets'],
   };
   for (const [k, v] of Object.entries(table)) {
     if (known.has(k)) continue;

@@ -24,6 +24,8 @@ export interface Moto {
   backend(bucket: string, prefix?: string): Promise<Partial<Config>>;
   /** Stops the server (to test how the proxy meets an unreachable backend). */
   stop(): Promise<void>;
+  /** Freezes (SIGSTOP) or thaws (SIGCONT) the server: a backend that accepts connections and never answers. */
+  freeze(frozen: boolean): void;
 }
 
 interface Teardownable {
@@ -34,6 +36,7 @@ export async function startMoto(t: Teardownable): Promise<Moto> {
   const port = await freePort();
   const child: ResultPromise = execa('moto_server', ['-H', '127.0.0.1', '-p', String(port)], { reject: false, stdio: 'ignore' });
   t.teardown(async () => {
+    child.kill('SIGCONT');
     child.kill('SIGTERM');
     await child;
   });
@@ -55,6 +58,9 @@ export async function startMoto(t: Teardownable): Promise<Moto> {
     async stop() {
       child.kill('SIGTERM');
       await child;
+    },
+    freeze(frozen) {
+      child.kill(frozen ? 'SIGSTOP' : 'SIGCONT');
     },
     async backend(bucket, prefix = '') {
       await client.send(new CreateBucketCommand({ Bucket: bucket }));

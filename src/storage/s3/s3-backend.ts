@@ -35,6 +35,7 @@ export interface S3BackendOptions {
   secretAccessKey?: string;
   /** Bodies above this go up as multipart uploads (lib-storage). */
   multipartThreshold?: number;
+  /** A backend request whose socket is idle this long fails (backend.s3_idle_timeout_secs). */
   requestTimeoutMs?: number;
   maxAttempts?: number;
   /**
@@ -82,7 +83,14 @@ export function makeS3Client(opts: Omit<S3BackendOptions, 'bucket' | 'prefix'>):
     responseChecksumValidation: 'WHEN_REQUIRED',
     requestHandler: new NodeHttpHandler({
       connectionTimeout: 10_000,
-      requestTimeout: opts.requestTimeoutMs ?? 120_000,
+      // A backend socket idle this long fails its request (retried up to
+      // maxAttempts, then 503 ServiceUnavailable) or its response body: a
+      // stalled backend never holds a client for ever. An idle timeout, not
+      // `requestTimeout`: that one counts a whole upload's time (and only
+      // logs a warning unless told to throw). It also runs while a slow
+      // client holds a backend body back, so its default stays above
+      // send_idle_timeout_secs, which cuts such a client first.
+      socketTimeout: opts.requestTimeoutMs ?? 120_000,
       httpAgent: new http.Agent({ keepAlive: true, maxSockets: 64 }),
       httpsAgent: new https.Agent({ keepAlive: true, maxSockets: 64 }),
     }),
