@@ -48,6 +48,17 @@ t.test('describe: sizes, ETags, metadata', async (t) => {
   t.same(legacy.user_metadata, {});
   t.equal(legacy.etag, '0'.repeat(32));
   t.throws(() => describe('z.zip', { key: 'z.zip.delta', size: 1, lastModified: new Date(), etag: '', headers: {}, metadata: {} }, 'delta', 'b'));
+  // A size no object can have is refused (501 with the reason), never sent as a Content-Length.
+  for (const bad of ['-5', '1.5', 'abc', '99999999999999999999']) {
+    t.throws(
+      () => describe('n.zip', { key: 'n.zip.delta', size: 1, lastModified: new Date(), etag: '', headers: {}, metadata: { 'dg-file-sha256': sha, 'dg-file-size': bad, 'dg-ref-sha256': sha } }, 'delta', 'b'),
+      { name: 'UnsupportedFormatError' },
+      `dg-file-size ${bad}`,
+    );
+  }
+  const parts = (v: string) => describe('p.bin', { key: 'p.bin', size: 3, lastModified: new Date(), etag: '', headers: {}, metadata: { 'dg-proxy-part-sizes': v } }, 'direct', 'b').part_sizes;
+  t.same(parts('1,2'), [1, 2]);
+  t.equal(parts('4,-1'), undefined, 'negative part sizes are ignored');
 });
 
 t.test('VCDIFF application header: external compression', async (t) => {

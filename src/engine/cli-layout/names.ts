@@ -90,7 +90,7 @@ export function describe(key: string, o: PlainObject, kind: 'direct' | 'delta', 
   const m = o.metadata;
   const sha256 = field(m, 'file_sha256') ?? '';
   const size = kind === 'delta' ? Number(field(m, 'file_size')) : o.size;
-  if (kind === 'delta' && (!sha256 || !Number.isSafeInteger(size) || !field(m, 'ref_sha256'))) {
+  if (kind === 'delta' && (!sha256 || !Number.isSafeInteger(size) || size < 0 || !field(m, 'ref_sha256'))) {
     // 501 with the reason (GET and HEAD say why), never a 500.
     throw new UnsupportedFormatError(`${bucket}/${o.key}: delta without dg-file-sha256, dg-file-size or dg-ref-sha256 metadata`);
   }
@@ -120,7 +120,7 @@ export function describe(key: string, o: PlainObject, kind: 'direct' | 'delta', 
     user_metadata: user,
     checksums,
     ...(Number.isSafeInteger(parts) && parts > 0 ? { parts } : {}),
-    ...(partSizes && partSizes.every((n) => Number.isSafeInteger(n)) ? { part_sizes: partSizes } : {}),
+    ...(partSizes && partSizes.every((n) => Number.isSafeInteger(n) && n >= 0) ? { part_sizes: partSizes } : {}),
     stored: [
       kind === 'direct'
         ? { kind, blob: o.key, size: o.size, etag: o.etag }
