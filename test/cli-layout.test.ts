@@ -1,4 +1,4 @@
-import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, ListBucketsCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, CreateMultipartUploadCommand, GetObjectCommand, HeadObjectCommand, ListBucketsCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
@@ -237,6 +237,15 @@ for o in s3.list_objects_v2(Bucket='releases', Prefix='app/')['Contents']:
     t.equal((big as { name?: string }).name, 'MetadataTooLarge');
     const left = await moto.client.send(new ListObjectsV2Command({ Bucket: 'cli-data', Prefix: 'meta/' }));
     t.equal(left.KeyCount, 0, 'no reference seeded for a refused upload');
+    // Multipart uploads are refused when they begin, not after their parts.
+    for (const Key of ['app/v9.zip.delta', 'app/reference.bin', '.deltaglider/x']) {
+      const err = await c.send(new CreateMultipartUploadCommand({ Bucket: 'releases', Key })).catch((e: Error) => e);
+      t.equal((err as { name?: string }).name, 'InvalidArgument', `CreateMultipartUpload ${Key}`);
+    }
+    const mpuMeta = await c.send(new CreateMultipartUploadCommand({ Bucket: 'releases', Key: 'app/m.zip', Metadata: { 'dg-file-sha256': 'x' } })).catch((e: Error) => e);
+    t.equal((mpuMeta as { name?: string }).name, 'InvalidArgument', 'CreateMultipartUpload with dg-* user metadata');
+    const uploads = await c.send(new ListMultipartUploadsCommand({ Bucket: 'releases' }));
+    t.same(uploads.Uploads ?? [], [], 'and no upload was begun');
   });
 
   await t.test('deletes keep the reference while deltas need it', async (t) => {

@@ -26,6 +26,7 @@ import { GZIP_DEFAULTS, GzipKind } from './gzip-form.js';
 import { UsageTracker } from './usage-tracker.js';
 import type { BucketUsage } from './usage.js';
 import { CliLayout } from './cli-layout/layout.js';
+import { checkCliKey, checkUserMetadata } from './cli-layout/names.js';
 import { spool, type SpoolOptions, type Spooled } from './spool.js';
 import type { EngineOptions, ObjectStore, PreEncode, PutInput } from './types.js';
 
@@ -199,6 +200,14 @@ export class Engine implements ObjectStore {
     if (this.buckets.size > 10_000) this.buckets.clear();
     this.buckets.set(bucket, { info, until: Date.now() + BUCKET_TTL_MS });
     return info;
+  }
+
+  checkUpload(bucket: string, key: string, userMetadata: Record<string, string>): void {
+    // A CLI-layout bucket refuses these at PUT; an upload would take its
+    // parts and only fail at CompleteMultipartUpload.
+    if (!this.cli?.has(bucket)) return;
+    checkCliKey(key);
+    checkUserMetadata(userMetadata);
   }
 
   async bucketExistsNow(bucket: string): Promise<boolean> {

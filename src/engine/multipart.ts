@@ -81,6 +81,7 @@ export class Multipart {
   async create(bucket: string, key: string, attrs: UploadRecord['attrs']): Promise<string> {
     checkKey(key);
     await this.engine.headBucket(bucket);
+    this.engine.checkUpload(bucket, key, attrs.userMetadata);
     const id = randomBytes(16).toString('hex');
     const rec: UploadRecord = { key, created: new Date().toISOString(), attrs };
     await this.backend.putBytes(UPLOADS, `${this.dir(bucket, id)}upload.json`, Buffer.from(JSON.stringify(rec)));

@@ -87,6 +87,8 @@ export interface PreEncode {
 export interface ObjectStore {
   readonly tmpDir: string;
   headBucket(bucket: string): Promise<BucketInfo>;
+  /** Refuses a key or metadata that the bucket's layout could never store (before a multipart upload begins). */
+  checkUpload(bucket: string, key: string, userMetadata: Record<string, string>): void;
   /** Whether the bucket exists now, asked of the backend (headBucket may answer from a cache). */
   bucketExistsNow(bucket: string): Promise<boolean>;
   headObject(bucket: string, key: string): Promise<ObjectMeta>;
