@@ -27,7 +27,7 @@ export function createBackend(config: Config, log: Logger): Backend {
         forcePathStyle: config.s3ForcePathStyle,
         accessKeyId: config.s3AccessKeyId || undefined,
         secretAccessKey: config.s3SecretAccessKey || undefined,
-        requestTimeoutMs: config.s3IdleTimeoutSecs * 1000,
+        idleTimeoutMs: config.s3IdleTimeoutSecs * 1000,
         // Immutable blobs apart from the sidecars: a listing page pages
         // through sidecars only (docs/storage-format.md, "S3 backend layout").
         apart: BLOBS_APART,
@@ -48,7 +48,7 @@ export function cliLayoutOptions(config: Config): EngineOptions['cliLayout'] {
     forcePathStyle: config.s3ForcePathStyle,
     accessKeyId: config.s3AccessKeyId || undefined,
     secretAccessKey: config.s3SecretAccessKey || undefined,
-    requestTimeoutMs: config.s3IdleTimeoutSecs * 1000,
+    idleTimeoutMs: config.s3IdleTimeoutSecs * 1000,
   });
   return { store, buckets };
 }

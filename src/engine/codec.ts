@@ -4,7 +4,7 @@ import os from 'node:os';
 import type { Readable } from 'node:stream';
 import { CodecPool, type PoolOptions, type PoolStats, type Slot } from './codec-pool.js';
 import { DecodeAhead, MEMORY_AHEAD_TOTAL, SpoolBudget } from './decode-ahead.js';
-import { openOutputLink, type OutputLink } from './output-link.js';
+import { closeLink, openOutputLink, type OutputLink } from './output-link.js';
 import { tempPath } from './spool.js';
 
 // The xdelta3 codec, run as the Debian/Homebrew `xdelta3` binary.
@@ -316,9 +316,7 @@ export class Codec {
     out.once('close', () => signal?.removeEventListener('abort', onAbort));
     const start = (slot: Slot, link?: OutputLink) => {
       if (out.destroyed) {
-        link?.reader.destroy();
-        link?.childEnd.destroy();
-        link?.pool.close();
+        if (link) closeLink(link);
         return slot.release();
       }
       const args = ['-d', '-c', ...this.common(window), '-s', ref];
@@ -336,8 +334,7 @@ export class Codec {
           encoding: 'buffer',
         });
       } catch (err) {
-        link?.reader.destroy();
-        link?.childEnd.destroy();
+        if (link) closeLink(link);
         slot.release();
         out.destroy(err as Error);
         return;

@@ -93,6 +93,13 @@ export interface OutputLink {
   pool: ChunkPool;
 }
 
+/** Closes a link that no child was started on. */
+export function closeLink(link: OutputLink): void {
+  link.reader.destroy();
+  link.childEnd.destroy();
+  link.pool.close();
+}
+
 /**
  * Opens a link whose reader calls `onChunk` with each chunk read (a
  * recyclable chunk of `pool`), its socket in `dir` (default: this

@@ -185,7 +185,7 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine, t
     let resource = req.url;
     try {
       const rawUrl = req.raw.url ?? '/';
-      const t = parseTarget(rawUrl, req.headers.host, config.virtualHostDomains);
+      const t = parseTarget(rawUrl, req.raw.headers.host, config.virtualHostDomains);
       resource = t.resource;
       const principal = authenticate(req.raw, rawUrl.replace(/^https?:\/\/[^/]*/i, ''), keyStore, Date.now(), { virtualBucket: t.virtual ? t.bucket : undefined }, t.query);
       noteRequest(req, { accessKeyId: principal.accessKeyId, auth: principal.auth });
@@ -220,7 +220,7 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine, t
     }
   };
   app.route({ method: ['GET', 'PUT', 'POST', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH'], url: '*', handler: handle, exposeHeadRoute: false });
-  const virtualHosted = (req: FastifyRequest) => parseTarget('/', req.headers.host, config.virtualHostDomains).bucket !== '';
+  const virtualHosted = (req: FastifyRequest) => parseTarget('/', req.raw.headers.host, config.virtualHostDomains).bucket !== '';
   // Kept for unsigned probes; a signed request (or a virtual-hosted one)
   // for /health is S3 for the bucket 'health'.
   app.route({ method: ['GET', 'HEAD'], url: '/health', exposeHeadRoute: false, handler: (req, reply) => {

@@ -21,7 +21,7 @@ export function inTurn(req: IncomingMessage, res: ServerResponse): Promise<void>
   const socket = req.socket;
   const prev = lastResponse.get(socket);
   lastResponse.set(socket, res);
-  if (!prev || prev === res || prev.writableFinished || prev.destroyed) return undefined;
+  if (!prev || prev.writableFinished || prev.destroyed) return undefined;
   return new Promise((resolve) => {
     const done = () => {
       prev.off('finish', done);

@@ -68,7 +68,7 @@ export function requestFacts(req: FastifyRequest, reply: FastifyReply): RequestF
     // A body read to its end counts as announced (a small body arrives with
     // the headers, before onRequest); otherwise what the connection read
     // since the headers (one request at a time uses it).
-    bytesIn: req.raw.complete && req.headers['content-length'] ? Number(req.headers['content-length']) || 0 : Math.max(0, (s?.bytesRead ?? 0) - (note?.readAtStart ?? 0)),
+    bytesIn: req.raw.complete && req.raw.headers['content-length'] ? Number(req.raw.headers['content-length']) || 0 : Math.max(0, (s?.bytesRead ?? 0) - (note?.readAtStart ?? 0)),
     bytesOut: Math.max(0, (s?.bytesWritten ?? 0) - (note?.writtenAtStart ?? 0)),
     ms: Math.round(reply.elapsedTime),
   };

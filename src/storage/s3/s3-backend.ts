@@ -36,7 +36,7 @@ export interface S3BackendOptions {
   /** Bodies above this go up as multipart uploads (lib-storage). */
   multipartThreshold?: number;
   /** A backend request whose socket is idle this long fails (backend.s3_idle_timeout_secs). */
-  requestTimeoutMs?: number;
+  idleTimeoutMs?: number;
   maxAttempts?: number;
   /**
    * Names kept apart from the others: under `<prefix>.deltaglider/blobs/B/`
@@ -90,7 +90,7 @@ export function makeS3Client(opts: Omit<S3BackendOptions, 'bucket' | 'prefix'>):
       // logs a warning unless told to throw). It also runs while a slow
       // client holds a backend body back, so its default stays above
       // send_idle_timeout_secs, which cuts such a client first.
-      socketTimeout: opts.requestTimeoutMs ?? 120_000,
+      socketTimeout: opts.idleTimeoutMs ?? 120_000,
       httpAgent: new http.Agent({ keepAlive: true, maxSockets: 64 }),
       httpsAgent: new https.Agent({ keepAlive: true, maxSockets: 64 }),
     }),
