@@ -1,5 +1,6 @@
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { execa, type ResultPromise } from 'execa';
+import { fileURLToPath } from 'node:url';
 import { freePort } from '../../bench/util.js';
 import type { Config } from '../../src/config/config.js';
 
@@ -7,13 +8,17 @@ import type { Config } from '../../src/config/config.js';
 // package moto), started on a free loopback port and stopped after the test.
 // Without it the tests skip and say why, except under CI=true, where .ci/run
 // guarantees it and a missing one fails the run.
+//
+// It runs through moto_atomic.py, which makes moto's conditional writes atomic
+// as S3's are: moto alone lets two racing If-Match writes both succeed.
+const atomicMoto = fileURLToPath(new URL('./moto_atomic.py', import.meta.url));
 
 export const MOTO_CREDS = { accessKeyId: 'motoaccess', secretAccessKey: 'motosecret' };
 
 export async function motoAvailable(): Promise<string | false> {
-  const r = await execa('moto_server', ['--help'], { reject: false });
+  const r = await execa('python3', [atomicMoto, '--help'], { reject: false });
   if (r.exitCode === 0) return false;
-  if (process.env.CI === 'true') throw new Error('moto_server is required under CI=true (pip package moto[server])');
+  if (process.env.CI === 'true') throw new Error(`moto_server is required under CI=true (pip package moto[server]): ${r.stderr || r.message}`);
   return 'moto_server is not installed (pip install "moto[server]"); S3 backend tests skipped';
 }
 
@@ -34,7 +39,7 @@ interface Teardownable {
 
 export async function startMoto(t: Teardownable): Promise<Moto> {
   const port = await freePort();
-  const child: ResultPromise = execa('moto_server', ['-H', '127.0.0.1', '-p', String(port)], { reject: false, stdio: 'ignore' });
+  const child: ResultPromise = execa('python3', [atomicMoto, '-H', '127.0.0.1', '-p', String(port)], { reject: false, stdio: 'ignore' });
   t.teardown(async () => {
     child.kill('SIGCONT');
     child.kill('SIGTERM');
