@@ -168,11 +168,12 @@ export class Engine implements ObjectStore {
   async createBucket(bucket: string, opts: { location?: string } = {}): Promise<void> {
     checkBucketName(bucket);
     // A new bucket starts with no upload in progress, whatever an earlier
-    // bucket of its name left behind (./multipart.ts, removeUploadsOf).
-    const since = Date.now();
+    // bucket of its name left behind: those listed before it is made
+    // (./multipart.ts, removeUploadsOf).
+    const leftover = await this.multipart.uploadIdsOf(bucket);
     if (this.cli?.has(bucket)) {
       await this.cli.createBucket(bucket);
-      await this.multipart.removeUploadsOf(bucket, since);
+      if (leftover.size > 0) await this.multipart.removeUploadsOf(bucket, leftover);
       return;
     }
     this.removed.delete(bucket);
@@ -183,7 +184,7 @@ export class Engine implements ObjectStore {
       if (err instanceof AlreadyExistsError) throw new S3Error('BucketAlreadyOwnedByYou', undefined, { fields: { BucketName: bucket } });
       throw err;
     }
-    await this.multipart.removeUploadsOf(bucket, since);
+    if (leftover.size > 0) await this.multipart.removeUploadsOf(bucket, leftover);
   }
 
   /**

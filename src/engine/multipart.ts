@@ -268,31 +268,27 @@ export class Multipart {
     await mapLimit(names, 16, (n) => this.backend.delete(UPLOADS, n));
   }
 
-  /**
-   * Removes the uploads of a bucket that is gone (DeleteBucket, after the
-   * bucket), or with `before`, those a new bucket of that name finds left
-   * over (created before it, or without a record): a DeleteBucket that
-   * crashed between its two steps, say. Never one made since.
-   */
-  async removeUploadsOf(bucket: string, before?: number): Promise<void> {
+  /** The ids of the uploads (records or parts) stored under a bucket's name. */
+  async uploadIdsOf(bucket: string): Promise<Set<string>> {
     const ids = new Set<string>();
     for await (const b of this.backend.list(UPLOADS, { prefix: `${bucket}/` })) {
       const m = /^[^/]+\/([0-9a-f]{32})\//.exec(b.name);
       if (m) ids.add(m[1]);
     }
-    for (const id of ids) {
-      if (before !== undefined) {
-        const blob = await this.backend.readSmall(UPLOADS, `${this.dir(bucket, id)}upload.json`);
-        let created = NaN; // no record, or an unreadable one: left over
-        try {
-          if (blob) created = Date.parse((JSON.parse(blob.body.toString('utf8')) as UploadRecord).created);
-        } catch {
-          // unreadable: left over
-        }
-        if (created >= before) continue;
-      }
-      await this.removeAll(bucket, id);
-    }
+    return ids;
+  }
+
+  /**
+   * Removes the uploads of a bucket that is gone (DeleteBucket, after the
+   * bucket), or with `only`, those of the ids listed before a new bucket of
+   * that name was made: uploads an earlier bucket left behind (a DeleteBucket
+   * that crashed between its two steps, say). The order of the backend's own
+   * operations decides, not a clock, so instances with skewed clocks agree:
+   * an upload listed before the bucket existed was begun for the one before
+   * it. One begun since is not in the list and stays.
+   */
+  async removeUploadsOf(bucket: string, only?: Set<string>): Promise<void> {
+    for (const id of only ?? (await this.uploadIdsOf(bucket))) await this.removeAll(bucket, id);
   }
 
   /** Uploads in progress in a bucket, sorted by key then initiation. */
