@@ -173,18 +173,17 @@ export class Engine implements ObjectStore {
     const leftover = await this.multipart.uploadIdsOf(bucket);
     if (this.cli?.has(bucket)) {
       await this.cli.createBucket(bucket);
-      if (leftover.size > 0) await this.multipart.removeUploadsOf(bucket, leftover);
-      return;
+    } else {
+      this.removed.delete(bucket);
+      try {
+        await this.backend.createBucket(bucket, opts);
+        this.usage.record(bucket, null, null); // a new bucket: known, at zero
+      } catch (err) {
+        if (err instanceof AlreadyExistsError) throw new S3Error('BucketAlreadyOwnedByYou', undefined, { fields: { BucketName: bucket } });
+        throw err;
+      }
     }
-    this.removed.delete(bucket);
-    try {
-      await this.backend.createBucket(bucket, opts);
-      this.usage.record(bucket, null, null); // a new bucket: known, at zero
-    } catch (err) {
-      if (err instanceof AlreadyExistsError) throw new S3Error('BucketAlreadyOwnedByYou', undefined, { fields: { BucketName: bucket } });
-      throw err;
-    }
-    if (leftover.size > 0) await this.multipart.removeUploadsOf(bucket, leftover);
+    await this.multipart.removeUploadsOf(bucket, leftover);
   }
 
   /**
