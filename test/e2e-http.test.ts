@@ -142,6 +142,12 @@ t.test('S3 errors for bad requests', async (t) => {
     t.equal(r.body, 'hello');
     const l = await req('GET', '/?list-type=2', { headers: { host: `errs.localhost:${p.port}` } });
     t.match(l.body, '<Key>obj</Key>');
+    // A Host with nothing before the domain names no bucket: not ListBuckets, not a 501.
+    for (const [m, path] of [['GET', '/obj'], ['PUT', '/obj'], ['GET', '/']]) {
+      const bad = await req(m, path, { headers: { host: `.localhost:${p.port}` }, ...(m === 'PUT' ? { body: 'x' } : {}) });
+      t.equal(bad.status, 400, `${m} ${path} with Host .localhost`);
+      t.equal(code(bad), 'InvalidBucketName');
+    }
   });
 
   await t.test('temp files are removed on every path', async (t) => {

@@ -90,6 +90,9 @@ export function parseTarget(rawUrl: string, host: string | undefined, domains: s
   const domain = domains.find((d) => hostname.endsWith(`.${d.toLowerCase()}`));
   if (domain) {
     const bucket = hostname.slice(0, -(domain.length + 1));
+    // `.localhost`: a virtual-hosted Host with nothing before the domain
+    // names no bucket; not a request for the service (ListBuckets).
+    if (bucket === '') throw new S3Error('InvalidBucketName', `The specified bucket is not valid: the Host names no bucket before .${domain}.`, { fields: { BucketName: '' } });
     const key = path.length > 1 ? decode(path.slice(1)) : undefined;
     return { bucket, key, query, resource: `/${bucket}${key === undefined ? '' : `/${key}`}`, virtual: true };
   }
