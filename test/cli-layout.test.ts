@@ -258,6 +258,22 @@ for o in s3.list_objects_v2(Bucket='releases', Prefix='app/')['Contents']:
     t.same(await names('new/'), ['new/readme.txt'], 'the last delta took the reference with it');
   });
 
+  await t.test('a CLI delta whose reference is gone is an error, not NoSuchKey', async (t) => {
+    const { DeleteObjectCommand } = await import('@aws-sdk/client-s3');
+    const r = await cli.run(['cp', path.join(dir, 'v1.zip'), 's3://cli-data/broken/v1.zip'], ['cp', path.join(dir, 'v2.zip'), 's3://cli-data/broken/v2.zip']);
+    t.same(r.map((x) => x.code), [0, 0], r.map((x) => x.out).join('\n'));
+    // Removed behind the proxy's back (another tool, a lifecycle rule).
+    await moto.client.send(new DeleteObjectCommand({ Bucket: 'cli-data', Key: 'broken/reference.bin' }));
+    const once = sdk(proxy.url, { maxAttempts: 1 });
+    t.teardown(() => once.destroy());
+    const err = (await body(once, 'releases', 'broken/v2.zip').catch((e: unknown) => e)) as { name?: string; $metadata?: { httpStatusCode?: number } };
+    t.equal(err.$metadata?.httpStatusCode, 500, 'the object is damaged: InternalError, the cause in the log');
+    t.equal(err.name, 'InternalError');
+    // HEAD reads no reference: the object is still listed and described.
+    t.equal((await once.send(new HeadObjectCommand({ Bucket: 'releases', Key: 'broken/v2.zip' }))).ContentLength, files['v2.zip'].length);
+    for (const Key of ['broken/v1.zip.delta', 'broken/v2.zip.delta']) await moto.client.send(new DeleteObjectCommand({ Bucket: 'cli-data', Key }));
+  });
+
   await t.test('migration into the native format verifies every object, and resumes', async (t) => {
     const config = { ...proxy.config };
     const out: string[] = [];
