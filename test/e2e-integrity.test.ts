@@ -5,6 +5,7 @@ import {
   DeleteBucketCommand,
   DeleteObjectCommand,
   GetObjectCommand,
+  HeadObjectCommand,
   PutObjectCommand,
   UploadPartCommand,
   type S3Client,
@@ -155,6 +156,22 @@ t.test('format 2 integrity', async (t) => {
     const bad = after.references.find((r) => !r.ok);
     t.ok(bad, 'scrub reports the damaged reference');
     t.same(bad?.dependents.sort(), ['rot/z/v1.zip', 'rot/z/v2.zip'], 'with every object that needs it');
+  });
+
+  await t.test('a blob removed behind the proxy is a damaged object (500), not NoSuchKey', async (t) => {
+    await s3.send(new PutObjectCommand({ Bucket: 'integrity', Key: 'lost/z/v1.zip', Body: release('zip', 21, 0.6) }));
+    const v2 = release('zip', 22, 0.6);
+    await s3.send(new PutObjectCommand({ Bucket: 'integrity', Key: 'lost/z/v2.zip', Body: v2 }));
+    const delta = (await blobs(proxy, 'integrity', 'lost/')).map((b) => b.name).find((n) => /^lost\/z\/v2\.zip\.[0-9a-f]{16}\.delta\.bin$/.test(n));
+    t.ok(delta, 'found the delta blob');
+    await proxy.app.engine.backend.delete('integrity', delta!);
+    const err = (await readAll(s3, 'integrity', 'lost/z/v2.zip').catch((e: unknown) => e)) as { name?: string; $metadata?: { httpStatusCode?: number } };
+    t.equal(err.$metadata?.httpStatusCode, 500, 'InternalError, the missing blob named in the log');
+    t.equal(err.name, 'InternalError');
+    const head = await s3.send(new HeadObjectCommand({ Bucket: 'integrity', Key: 'lost/z/v2.zip' }));
+    t.equal(head.ContentLength, v2.length, 'HEAD reads no blob: the key is still there');
+    await s3.send(new DeleteObjectCommand({ Bucket: 'integrity', Key: 'lost/z/v2.zip' }));
+    t.equal(((await readAll(s3, 'integrity', 'lost/z/v2.zip').catch((e: unknown) => e)) as { name?: string }).name, 'NoSuchKey', 'deleted, it is NoSuchKey again');
   });
 
   await t.test('Complete racing a part re-upload assembles the named part versions', async (t) => {

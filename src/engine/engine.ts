@@ -16,6 +16,7 @@ import { Multipart } from './multipart.js';
 import { Objects, type Resolved } from './objects.js';
 import { prepareDelta } from './pre-encode.js';
 import { openStored } from './read.js';
+import { IntegrityError } from './verify.js';
 import { ReferenceCache } from './refcache.js';
 import { References } from './references.js';
 import { FileRouter } from './router.js';
@@ -279,7 +280,8 @@ export class Engine implements ObjectStore {
    * found. `check` sees that version before a byte is read (conditions,
    * range) and returns the range to send. If a blob of that version is gone
    * before the first byte (replaced and collected meanwhile), the key is
-   * resolved again: the client gets the newer version whole, or NoSuchKey.
+   * resolved again: the client gets the newer version whole, or NoSuchKey;
+   * a version whose blob stays missing is damaged (IntegrityError).
    * The body's chunks may be recycled buffers (./chunk-pool.ts): the
    * consumer passes each to ChunkPool.recycle() once written, or keeps it
    * and never does.
@@ -304,7 +306,12 @@ export class Engine implements ObjectStore {
       try {
         return { meta, range, body: await this.openObject(bucket, meta, range, typeof signal === 'function' ? signal() : signal, { recycle: true }) };
       } catch (err) {
-        if (!(err instanceof NotFoundError) || attempt >= 3) throw err;
+        if (!(err instanceof NotFoundError)) throw err;
+        // Still there after resolving the key again each time, and still
+        // missing a blob: not a version replaced under the reader but a
+        // damaged object (a reference removed behind the proxy, say).
+        // NoSuchKey would deny a key that HEAD and listings show.
+        if (attempt >= 3) throw new IntegrityError(`${bucket}/${key}: ${err.message}, still after resolving the key ${attempt} times`);
       }
     }
   }

@@ -2,7 +2,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { NotFoundError, S3Error } from '../../errors.js';
+import { S3Error } from '../../errors.js';
 import type { ByteRange } from '../../storage/backend.js';
 import type { PlainStore } from '../../storage/plain.js';
 import type { Codec } from '../codec.js';
@@ -69,16 +69,7 @@ export async function openCli(deps: CliReadDeps, bucket: string, meta: ObjectMet
   const head = await readHead(deps, bucket, form.blob, signal);
   const hdr = parseXdeltaHeader(head);
   if (!hdr) throw new IntegrityError(`${what}: ${form.blob} is not an xdelta3 delta`);
-  const handle = await deps.cache.acquire(bucket, ref.blob, ref.sha256, signal).catch(async (err: unknown) => {
-    // Gone together with the delta: the key was deleted meanwhile (the caller
-    // resolves again). Gone while the delta is still there: the object is
-    // damaged (the CLI cannot download it either), not missing; answering
-    // NoSuchKey to a key that HEAD and listings show would hide the loss.
-    if (err instanceof NotFoundError && (await deps.store.head(bucket, form.blob))) {
-      throw new IntegrityError(`${what}: the reference ${ref.blob} its delta needs is missing`);
-    }
-    throw err;
-  });
+  const handle = await deps.cache.acquire(bucket, ref.blob, ref.sha256, signal);
   try {
     if (!hdr.targetComp && !hdr.sourceComp) {
       const { body } = await deps.store.get(bucket, form.blob, { signal });
