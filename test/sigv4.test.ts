@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import t from 'tap';
 import { authenticate, KeyStore, unsignedAmzHeaders } from '../src/http/auth/authenticate.js';
-import { canonicalQuery, canonicalUris, uriEncode, uriEncodeBytes } from '../src/http/auth/sigv4.js';
+import { canonicalHeaders, canonicalQuery, canonicalUris, uriEncode, uriEncodeBytes } from '../src/http/auth/sigv4.js';
 import { AwsChunkedDecoder } from '../src/http/chunked.js';
 
 // The worked examples of the S3 API reference ("Signature Calculations for the
@@ -136,4 +136,59 @@ t.test('canonical pieces', async (t) => {
   t.ok(canonicalUris('/b/a%20b').includes('/b/a%20b'));
   t.equal(canonicalQuery('prefix=a%2Fb&list-type=2&delimiter=%2F&acl'), 'acl=&delimiter=%2F&list-type=2&prefix=a%2Fb');
   t.equal(canonicalQuery('b=2&a=3&a=1&X-Amz-Signature=zz', 'X-Amz-Signature'), 'a=1&a=3&b=2');
+});
+
+t.test('a presigned URL, and its second use (KeyStore.verifiedUrls)', async (t) => {
+  // The S3 API reference's example ("Authenticating Requests: Using Query
+  // Parameters"): GET /test.txt on examplebucket, valid for 86400 s.
+  const url = '/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404';
+  const req = (method = 'GET', extra: [string, string][] = []) => {
+    const raw: [string, string][] = [['Host', 'examplebucket.s3.amazonaws.com'], ...extra];
+    return { method, headers: Object.fromEntries(raw.map(([k, v]) => [k.toLowerCase(), v])), rawHeaders: raw.flat() } as unknown as IncomingMessage;
+  };
+  const store = new KeyStore([{ accessKeyId: AKID, secretAccessKey: SECRET, readOnly: false }], 'none');
+  const first = authenticate(req(), url, store, DOC_TIME + 1000);
+  t.equal(first.auth, 'sigv4-query');
+  t.equal(store.verifiedUrls.size, 1, 'remembered once verified');
+  t.same(authenticate(req(), url, store, DOC_TIME + 2000), first, 'the second use gives the same principal');
+  // What the second use must still check, each as the first use would.
+  t.throws(() => authenticate(req(), url, store, DOC_TIME + 86_401_000), { code: 'AccessDenied', message: /expired/ }, 'expired since');
+  t.throws(() => authenticate(req(), url, store, DOC_TIME - 16 * 60_000), { code: 'AccessDenied', message: /not valid yet/ }, 'not valid yet');
+  t.throws(() => authenticate(req('HEAD'), url, store, DOC_TIME + 1000), { code: 'SignatureDoesNotMatch' }, 'another method');
+  const otherHost = { ...req(), headers: { host: 'otherbucket.s3.amazonaws.com' }, rawHeaders: ['Host', 'otherbucket.s3.amazonaws.com'] } as unknown as IncomingMessage;
+  t.throws(() => authenticate(otherHost, url, store, DOC_TIME + 1000), { code: 'SignatureDoesNotMatch' }, 'another host');
+  t.throws(() => authenticate(req('GET', [['x-amz-meta-added', '1']]), url, store, DOC_TIME + 1000), { code: 'AccessDenied', message: /not signed/ }, 'an unsigned x-amz-* header');
+  t.throws(() => authenticate(req('GET', [['Authorization', 'AWS4-HMAC-SHA256 Credential=x']]), url, store, DOC_TIME + 1000), { code: 'InvalidArgument' }, 'a second auth mechanism');
+  t.throws(() => authenticate(req('GET', [['x-amz-content-sha256', 'nonsense']]), url, store, DOC_TIME + 1000), { code: 'InvalidArgument' }, 'a bad payload hash header');
+  t.equal(authenticate(req('GET', [['x-amz-content-sha256', 'e'.repeat(64)]]), url, store, DOC_TIME + 1000).payloadSha256[0], 'e'.repeat(64), 'a payload hash header still binds the body');
+  t.throws(() => authenticate(req(), url.replace('test.txt', 'test2.txt'), store, DOC_TIME + 1000), { code: 'SignatureDoesNotMatch' }, 'another key');
+  t.throws(() => authenticate(req(), url.replace(/.$/, '5'), store, DOC_TIME + 1000), { code: 'SignatureDoesNotMatch' }, 'another signature');
+  const other = new KeyStore([{ accessKeyId: AKID, secretAccessKey: 'another secret', readOnly: false }], 'none');
+  t.throws(() => authenticate(req(), url, other, DOC_TIME + 1000), { code: 'SignatureDoesNotMatch' }, 'remembered per key store');
+  t.equal(store.verifiedUrls.size, 1, 'refusals are never remembered');
+});
+
+t.test('canonical headers equal the straightforward definition', async (t) => {
+  const reference = (raw: string[], signed: string[]) => {
+    const values = new Map<string, string[]>();
+    for (let i = 0; i + 1 < raw.length; i += 2) values.set(raw[i].toLowerCase(), [...(values.get(raw[i].toLowerCase()) ?? []), raw[i + 1].trim().replace(/\s+/g, ' ')]);
+    let out = '';
+    for (const h of signed) {
+      const v = values.get(h);
+      if (v === undefined) return null;
+      out += `${h}:${v.join(',')}\n`;
+    }
+    return out;
+  };
+  const names = ['Host', 'host', 'X-Amz-Date', 'x-amz-meta-a', 'Content-Type', 'range'];
+  const values = ['a', ' a  b ', 'a\tb', 'a\u00a0 b', '', '  ', 'x,y'];
+  for (let i = 0; i < 2000; i++) {
+    const raw: string[] = [];
+    for (let n = i % 5; n >= 0; n--) raw.push(names[(i * 7 + n * 3) % names.length], values[(i * 5 + n) % values.length]);
+    const signed = [...new Set(['host', 'x-amz-date', 'x-amz-meta-a', 'range'].filter((_, k) => (i >> k) & 1))];
+    const got = canonicalHeaders(raw, signed);
+    const want = reference(raw, signed);
+    if (got !== want) t.fail(`${JSON.stringify(raw)} ${JSON.stringify(signed)}: ${JSON.stringify(got)} != ${JSON.stringify(want)}`);
+  }
+  t.pass('2000 header sets');
 });

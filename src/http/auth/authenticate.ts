@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { S3Error } from '../../errors.js';
 import { header, isHex256, payloadMode, type AuthMode, type KeyStore, type Principal } from './principal.js';
 import { authenticateV2, type AuthTarget } from './verify-v2.js';
-import { authenticateV4 } from './verify-v4.js';
+import { authenticateV4, presignedAgain } from './verify-v4.js';
 
 // Who sent a request: verification of the Authorization header or presigned
 // query parameters (SigV4, and SigV2 unless auth.sigv2 = false), giving the
@@ -30,10 +30,14 @@ function scheme(authz: string | undefined, query: URLSearchParams): AuthMode {
  */
 export function authenticate(req: IncomingMessage, rawUrl: string, keys: KeyStore, now = Date.now(), target: AuthTarget = {}, parsedQuery?: URLSearchParams): Principal {
   const q = rawUrl.indexOf('?');
+  const authz = header(req, 'authorization');
+  if (q >= 0 && authz === undefined) {
+    const again = presignedAgain(req, rawUrl, keys, now);
+    if (again) return again;
+  }
   const rawPath = q < 0 ? rawUrl : rawUrl.slice(0, q);
   const rawQuery = q < 0 ? '' : rawUrl.slice(q + 1);
   const query = parsedQuery ?? new URLSearchParams(rawQuery);
-  const authz = header(req, 'authorization');
   const mode = scheme(authz, query);
   if (mode === 'anonymous') {
     if (keys.anonymous === 'none') throw new S3Error('AccessDenied', 'Access Denied: the request is not signed');

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import { LRUCache } from 'lru-cache';
 import type { AnonymousAccess, KeyGrant } from '../../config/config.js';
 import { S3Error } from '../../errors.js';
 import type { ChunkVerifier } from '../chunked.js';
@@ -31,6 +32,16 @@ export interface Principal {
 
 export class KeyStore {
   private readonly byId = new Map<string, KeyGrant>();
+  /**
+   * Presigned URLs whose signature matched (./verify-v4.ts presignedAgain).
+   * A presigned URL is a bearer link made to be fetched many times while
+   * it is valid; parsing and verifying it again was a quarter of the CPU of
+   * a HEAD. Only matches are kept, by method and the exact request target,
+   * so only a repeat of a request that was verified can hit; whatever
+   * depends on the moment or on the request's headers is checked each
+   * time. Bounded in entries and characters.
+   */
+  readonly verifiedUrls = new LRUCache<string, VerifiedUrl>({ max: 4096, maxSize: 8 << 20, maxEntrySize: 16 << 10, sizeCalculation: (v, k) => k.length + v.headers.length + 256 });
 
   constructor(
     keys: KeyGrant[],
@@ -44,6 +55,20 @@ export class KeyStore {
   get(id: string): KeyGrant | undefined {
     return this.byId.get(id);
   }
+}
+
+/** A presigned URL whose signature matched, and what its next use is checked against. */
+export interface VerifiedUrl {
+  /** The method signed (a presigned URL is for one). */
+  method: string;
+  key: KeyGrant;
+  signedHeaders: string[];
+  /** The canonical signed headers the signature covered. */
+  headers: string;
+  signedAt: number;
+  expiresMs: number;
+  /** The X-Amz-Content-Sha256 parameter, or UNSIGNED-PAYLOAD. */
+  payloadHash: string;
 }
 
 export function header(req: IncomingMessage, name: string): string | undefined {
@@ -86,14 +111,17 @@ export function payloadMode(value: string | undefined, seeded: boolean): Payload
  * canonical request anyway, and elsewhere a digest in it is verified.
  */
 export function unsignedAmzHeaders(rawHeaders: string[], signed: readonly string[]): string[] {
-  const covered = new Set(signed);
-  const out = new Set<string>();
+  let out: Set<string> | undefined;
   for (let i = 0; i < rawHeaders.length; i += 2) {
+    // Only names starting with h or x can matter: most are passed over
+    // without lower-casing them (this runs for every signed request).
+    const first = rawHeaders[i].charCodeAt(0) | 0x20;
+    if (first !== 0x68 && first !== 0x78) continue;
     const name = rawHeaders[i].toLowerCase();
     // SigV4 also requires host to be signed (S3 answers the same way).
-    if ((name === 'host' || (name.startsWith('x-amz-') && name !== 'x-amz-content-sha256')) && !covered.has(name)) out.add(name);
+    if ((name === 'host' || (name.startsWith('x-amz-') && name !== 'x-amz-content-sha256')) && !signed.includes(name)) (out ??= new Set()).add(name);
   }
-  return [...out];
+  return out ? [...out] : [];
 }
 
 export function refuseUnsigned(rawHeaders: string[], signed: readonly string[]): void {

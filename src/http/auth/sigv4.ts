@@ -85,20 +85,25 @@ export function canonicalQuery(rawQuery: string, exclude?: string): string {
  * Returns null when a signed header is absent.
  */
 export function canonicalHeaders(rawHeaders: string[], signed: string[]): string | null {
-  const values = new Map<string, string[]>();
-  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    const name = rawHeaders[i].toLowerCase();
-    const list = values.get(name) ?? [];
-    list.push(rawHeaders[i + 1].trim().replace(/\s+/g, ' '));
-    values.set(name, list);
-  }
-  const lines: string[] = [];
+  let out = '';
   for (const h of signed) {
-    const v = values.get(h);
-    if (v === undefined) return null;
-    lines.push(`${h}:${v.join(',')}\n`);
+    let value: string | undefined;
+    for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+      const name = rawHeaders[i];
+      if (name.length !== h.length || name.toLowerCase() !== h) continue;
+      const v = canonicalValue(rawHeaders[i + 1]);
+      value = value === undefined ? v : `${value},${v}`;
+    }
+    if (value === undefined) return null;
+    out += `${h}:${value}\n`;
   }
-  return lines.join('');
+  return out;
+}
+
+/** A header value trimmed, with inner runs of whitespace as one space (most values have none to fold). */
+function canonicalValue(raw: string): string {
+  const v = raw.trim();
+  return /[^\S ]| {2}/.test(v) ? v.replace(/\s+/g, ' ') : v;
 }
 
 export interface Scope {

@@ -1,7 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 import { S3Error } from '../../errors.js';
 import { SignedChunkVerifier } from './chunk-verifier.js';
-import { header, isHex256, MAX_SKEW_MS, payloadMode, refuseUnsigned, type AuthMode, type KeyStore, type Principal } from './principal.js';
+import type { KeyGrant } from '../../config/config.js';
+import { header, isHex256, MAX_SKEW_MS, payloadMode, refuseUnsigned, unsignedAmzHeaders, type AuthMode, type KeyStore, type PayloadMode, type Principal } from './principal.js';
 import { canonicalHeaders, canonicalQuery, canonicalRequest, canonicalUris, parseAmzDate, requestStringToSign, sameSignature, signString, type Scope } from './sigv4.js';
 
 // SigV4 requests, header and presigned URL (S3 API reference,
@@ -108,6 +109,49 @@ export function authenticateV4(req: IncomingMessage, mode: AuthMode, authz: stri
   const payloadHash = p.presigned ? (query.get('X-Amz-Content-Sha256') ?? 'UNSIGNED-PAYLOAD') : contentSha!;
   const payload = payloadMode(p.presigned ? (contentSha ?? payloadHash) : payloadHash, !p.presigned);
   if (p.presigned && payloadHash !== 'UNSIGNED-PAYLOAD' && !isHex256(payloadHash)) payloadMode(payloadHash, false);
+  verifySignature(req, p, key.secretAccessKey, rawPath, rawQuery, headers, payloadHash);
+  if (p.presigned) {
+    const expiresMs = (p as Parsed & { expires: number }).expires * 1000;
+    keys.verifiedUrls.set(`${rawPath}?${rawQuery}`, { method: req.method ?? 'GET', key, signedHeaders: p.signedHeaders, headers, signedAt, expiresMs, payloadHash });
+  }
+  const principal = principalOf(key, mode, payload, payloadHash, contentSha);
+  if (payload === 'streaming-signed' || payload === 'streaming-signed-trailer') {
+    principal.chunkVerifier = () => new SignedChunkVerifier(key.secretAccessKey, p.scope, p.amzDate, p.signature, payload === 'streaming-signed-trailer');
+  }
+  return principal;
+}
+
+function principalOf(key: KeyGrant, mode: AuthMode, payload: PayloadMode, payloadHash: string, contentSha: string | undefined): Principal {
+  const declared = [payloadHash, contentSha].filter((h): h is string => isHex256(h)).map((h) => h.toLowerCase());
+  return { key, readOnly: key.readOnly, buckets: key.buckets, payload, auth: mode, accessKeyId: key.accessKeyId, payloadSha256: [...new Set(declared)] };
+}
+
+/**
+ * A presigned URL used again (KeyStore.verifiedUrls): the same method and
+ * request target as one whose signature matched, so the same canonical
+ * request and the same signature. What may differ since is checked as
+ * authenticateV4 checks it: the validity window, unsigned x-amz-* headers,
+ * the signed headers' values and the payload mode. Undefined when the URL
+ * is not known or any of those fails: the full verification then runs and
+ * gives the refusal its error.
+ */
+export function presignedAgain(req: IncomingMessage, rawUrl: string, keys: KeyStore, now: number): Principal | undefined {
+  // Keyed by the request target alone, as received (its hash is computed
+  // once per request string); the signature covers the method as well.
+  const v = keys.verifiedUrls.get(rawUrl);
+  if (!v || v.method !== req.method || v.signedAt - now > MAX_SKEW_MS || now > v.signedAt + v.expiresMs) return undefined;
+  if (unsignedAmzHeaders(req.rawHeaders, v.signedHeaders).length > 0) return undefined;
+  if (canonicalHeaders(req.rawHeaders, v.signedHeaders) !== v.headers) return undefined;
+  const contentSha = header(req, 'x-amz-content-sha256');
+  try {
+    return principalOf(v.key, 'sigv4-query', payloadMode(contentSha ?? v.payloadHash, false), v.payloadHash, contentSha);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Computes the request's signature and compares it with the one sent: SignatureDoesNotMatch otherwise. */
+function verifySignature(req: IncomingMessage, p: Parsed, secret: string, rawPath: string, rawQuery: string, headers: string, payloadHash: string): void {
   const cq = canonicalQuery(rawQuery, p.presigned ? 'X-Amz-Signature' : undefined);
   const signedList = p.signedHeaders.join(';');
   // On a URL the X-Amz-Content-Sha256 parameter is signed as part of the
@@ -126,16 +170,10 @@ export function authenticateV4(req: IncomingMessage, mode: AuthMode, authz: stri
       // ASCII text hashes the same either way.
       const forms: (string | Buffer)[] = /[^\x00-\x7f]/.test(creq) ? [Buffer.from(creq, 'latin1'), Buffer.from(creq, 'utf8')] : [creq];
       for (const form of forms) {
-        matched = sameSignature(signString(key.secretAccessKey, p.scope, requestStringToSign(p.amzDate, p.scope, form)), p.signature);
+        matched = sameSignature(signString(secret, p.scope, requestStringToSign(p.amzDate, p.scope, form)), p.signature);
         if (matched) break search;
       }
     }
   }
   if (!matched) throw new S3Error('SignatureDoesNotMatch', undefined, { fields: { AWSAccessKeyId: p.accessKeyId } });
-  const declared = [payloadHash, contentSha].filter((h): h is string => isHex256(h)).map((h) => h.toLowerCase());
-  const principal: Principal = { key, readOnly: key.readOnly, buckets: key.buckets, payload, auth: mode, accessKeyId: key.accessKeyId, payloadSha256: [...new Set(declared)] };
-  if (payload === 'streaming-signed' || payload === 'streaming-signed-trailer') {
-    principal.chunkVerifier = () => new SignedChunkVerifier(key.secretAccessKey, p.scope, p.amzDate, p.signature, payload === 'streaming-signed-trailer');
-  }
-  return principal;
 }
