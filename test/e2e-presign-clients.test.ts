@@ -161,6 +161,10 @@ t.test('every client, every scheme, and a clean log', async (t) => {
     urls.push(v4url, v2url);
     t.equal((await raw(proxy.url, 'GET', v4url, {})).status, 200);
     t.equal((await raw(proxy.url, 'GET', v2url, {})).status, 200);
+    // HEADs of a presigned URL: from the second on, the fast path's log line.
+    const headUrl = presignV4(proxy.url, 'HEAD', '/raw-bucket/x.txt', k);
+    urls.push(headUrl);
+    for (let i = 0; i < 3; i++) t.equal((await raw(proxy.url, 'HEAD', headUrl, {})).status, 200, 'a presigned HEAD');
     t.equal((await raw(proxy.url, 'GET', v4url.replace('x.txt', 'y.txt'), {})).status, 403, 'tampered V4 URL');
     t.equal((await raw(proxy.url, 'GET', v2url.replace('x.txt', 'y.txt'), {})).status, 403, 'tampered V2 URL');
     t.equal((await raw(proxy.url, 'GET', '/raw-bucket/x.txt', { ...put, authorization: put.authorization.replace(/.$/, 'A') })).status, 403);
@@ -171,6 +175,8 @@ t.test('every client, every scheme, and a clean log', async (t) => {
     const log = proxy.log();
     t.match(log, `"accessKeyId":"${creds.accessKeyId}"`, 'requests name their key');
     for (const mode of ['sigv4', 'sigv4-query', 'sigv2', 'sigv2-query']) t.match(log, `"auth":"${mode}"`, `a ${mode} request was logged`);
+    const heads = log.split('\n').filter((l) => l.includes('"op":"HeadObject"') && l.includes('"url":"/raw-bucket/x.txt"'));
+    t.ok(heads.length >= 3, `every presigned HEAD was logged, without its query (${heads.length} lines)`);
     t.notMatch(log, creds.secretAccessKey, 'no secret');
     for (const needle of ['Signature=', 'X-Amz-Signature', 'X-Amz-Credential', 'AWSAccessKeyId', 'X-Amz-Security-Token', 'AWS4-HMAC-SHA256', `AWS ${creds.accessKeyId}:`, '/aws4_request']) {
       t.notMatch(log, needle, `no ${needle}`);

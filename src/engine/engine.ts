@@ -267,6 +267,24 @@ export class Engine implements ObjectStore {
     return visible(r);
   }
 
+  /**
+   * HeadObject without waiting, when it can be answered from memory: the
+   * bucket confirmed lately, and the key's sidecar read before and
+   * unchanged on disk (one stat, ./objects.ts peek). The same version
+   * headObject() would give at this moment; undefined whenever headObject()
+   * would have to wait for the backend or would fail.
+   */
+  peekObject(bucket: string, key: string): ObjectMeta | undefined {
+    const b = this.buckets.get(bucket);
+    if (!b || b.until <= Date.now() || this.cli?.has(bucket)) return undefined;
+    try {
+      checkKey(key);
+      return this.objects.peek(bucket, key)?.meta;
+    } catch {
+      return undefined; // a bad key or a stat that failed: headObject() says what it means
+    }
+  }
+
   async headObject(bucket: string, key: string): Promise<ObjectMeta> {
     checkKey(key);
     await this.headBucket(bucket);

@@ -66,6 +66,17 @@ export class Objects {
   constructor(private readonly d: ObjectsDeps) {}
 
   /**
+   * The format 2 version of a key as resolve() would find it from memory
+   * alone: its sidecar parsed before and unchanged on disk since (one stat),
+   * on a backend with cheap etags. Undefined when resolve() would read.
+   */
+  peek(bucket: string, key: string): { etag: string; meta: ObjectMeta } | undefined {
+    const quick = this.d.backend.quickEtag ? this.d.backend.quickEtag(bucket, objectSidecar(key)) : null;
+    const meta = quick === null ? undefined : this.parsed.get(`${bucket}\0${key}\0${quick}`);
+    return meta ? { etag: quick!, meta } : undefined;
+  }
+
+  /**
    * Reads a key's sidecars: the format 2 one, and the format 1 ones only when
    * there is none (reads) or always (`all`, for the write paths that must
    * remove every older version).
@@ -75,9 +86,8 @@ export class Objects {
     // on disk now, if it was read before (a stat instead of open, read,
     // close and JSON.parse: the largest part of a small HEAD/GET of ours in
     // the profile). Writers (`all`) always read.
-    const quick = !all && this.d.backend.quickEtag ? this.d.backend.quickEtag(bucket, objectSidecar(key)) : null;
-    const hit = quick === null ? undefined : this.parsed.get(`${bucket}\0${key}\0${quick}`);
-    if (hit) return { v2: { etag: quick!, meta: hit }, v1all: [] };
+    const hit = all ? undefined : this.peek(bucket, key);
+    if (hit) return { v2: hit, v1all: [] };
     const [blob, v1all] = await Promise.all([
       this.d.backend.readSmall(bucket, objectSidecar(key)),
       all ? readFormat1(this.d.backend, bucket, key) : Promise.resolve(null),

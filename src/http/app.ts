@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { DEV_ACCESS_KEY_ID, DEV_SECRET_ACCESS_KEY, type Config, type KeyGrant } from '../config/config.js';
 import type { Engine } from '../engine/engine.js';
@@ -13,6 +15,7 @@ import { Router, type Level } from './router.js';
 import { ADMIN, isSigned, registerAdmin } from './admin/index.js';
 import { Metrics } from './admin/metrics.js';
 import { inTurn, leaveTurn, neutralMediaType } from './connection-order.js';
+import { fastHead } from './fast-head.js';
 import { logRequest, loggerOptions, noteRequest, requestFacts, startRequest } from './request-log.js';
 
 declare module 'fastify' {
@@ -57,13 +60,27 @@ function lazyAbortSignal(reply: FastifyReply): () => AbortSignal {
   };
 }
 
-interface Target {
-  bucket: string;
-  key?: string;
-  query: URLSearchParams;
-  resource: string;
-  /** Virtual-hosted style: the bucket came from the Host header. */
-  virtual?: boolean;
+/** A request's bucket and key; its query and resource made when first asked for (a HEAD on the fast path needs neither). */
+export class Target {
+  private parsed?: URLSearchParams;
+
+  constructor(
+    readonly bucket: string,
+    readonly key: string | undefined,
+    private readonly rawPath: string,
+    private readonly rawQuery: string,
+    /** Virtual-hosted style: the bucket came from the Host header. */
+    readonly virtual = false,
+  ) {}
+
+  get query(): URLSearchParams {
+    return (this.parsed ??= new URLSearchParams(this.rawQuery));
+  }
+
+  /** The resource named in error documents. */
+  get resource(): string {
+    return this.virtual ? `/${this.bucket}${this.key === undefined ? '' : `/${this.key}`}` : decode(this.rawPath);
+  }
 }
 
 /** A path segment to text: a key that is not valid UTF-8 is InvalidURI, as AWS answers. */
@@ -82,26 +99,26 @@ function decode(s: string): string {
  */
 export function parseTarget(rawUrl: string, host: string | undefined, domains: string[]): Target {
   let url = rawUrl;
-  if (/^https?:\/\//i.test(url)) url = url.replace(/^https?:\/\/[^/]*/i, '') || '/';
+  if (url[0] !== '/' && /^https?:\/\//i.test(url)) url = url.replace(/^https?:\/\/[^/]*/i, '') || '/';
   const q = url.indexOf('?');
   const path = q < 0 ? url : url.slice(0, q);
-  const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
-  const hostname = (host ?? '').replace(/:\d+$/, '').toLowerCase();
-  const domain = domains.find((d) => hostname.endsWith(`.${d.toLowerCase()}`));
+  const rawQuery = q < 0 ? '' : url.slice(q + 1);
+  const hostname = domains.length > 0 && host ? host.replace(/:\d+$/, '').toLowerCase() : '';
+  const domain = hostname && domains.find((d) => hostname.endsWith(`.${d.toLowerCase()}`));
   if (domain) {
     const bucket = hostname.slice(0, -(domain.length + 1));
     // `.localhost`: a virtual-hosted Host with nothing before the domain
     // names no bucket; not a request for the service (ListBuckets).
     if (bucket === '') throw new S3Error('InvalidBucketName', `The specified bucket is not valid: the Host names no bucket before .${domain}.`, { fields: { BucketName: '' } });
     const key = path.length > 1 ? decode(path.slice(1)) : undefined;
-    return { bucket, key, query, resource: `/${bucket}${key === undefined ? '' : `/${key}`}`, virtual: true };
+    return new Target(bucket, key, path, rawQuery, true);
   }
   const rest = path.slice(1);
   const slash = rest.indexOf('/');
   const bucket = decode(slash < 0 ? rest : rest.slice(0, slash));
   const keyPart = slash < 0 ? '' : rest.slice(slash + 1);
   const key = keyPart === '' ? undefined : decode(keyPart);
-  return { bucket, key, query, resource: decode(path) };
+  return new Target(bucket, key, path, rawQuery);
 }
 
 /**
@@ -123,8 +140,22 @@ export interface TlsFiles {
 
 /** The HTTP app; `makeEngine` receives the app's logger. */
 export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine, tls?: TlsFiles): FastifyInstance {
+  // Requests the HEAD fast path answers never reach fastify (./fast-head.ts).
+  let fast: (req: IncomingMessage, res: ServerResponse) => boolean = () => false;
   const app = Fastify({
     ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}),
+    serverFactory: (handler) => {
+      const listener = (req: IncomingMessage, res: ServerResponse) => {
+        if (!fast(req, res)) handler(req, res);
+      };
+      const server = tls ? https.createServer({ cert: tls.cert, key: tls.key }, listener) : http.createServer(listener);
+      // What fastify sets on a server it makes itself (its defaults: keep-alive
+      // 72 s, no request or connection timeout; ours are in ./timeouts.ts).
+      server.keepAliveTimeout = 72_000;
+      server.requestTimeout = 0;
+      server.setTimeout(0);
+      return server;
+    },
     logger: loggerOptions(config),
     // Fastify's two lines per request are replaced by one (onResponse below).
     logController: new LogController({ disableRequestLogging: true }),
@@ -175,6 +206,7 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine, t
     }
   });
   const metrics = new Metrics(engine);
+  fast = fastHead({ engine, config, keys: keyStore, metrics, log: app.log, closing: () => closing, requestId: newRequestId, parseTarget });
   app.addHook('onResponse', async (req, reply) => {
     leaveTurn(req.raw, reply.raw);
     const facts = requestFacts(req, reply);

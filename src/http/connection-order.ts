@@ -33,6 +33,16 @@ export function inTurn(req: IncomingMessage, res: ServerResponse): Promise<void>
   });
 }
 
+/**
+ * Whether a request may be answered at once: no response before it on its
+ * connection is still under way (the HEAD fast path, ./fast-head.ts, which
+ * answers synchronously and so needs no turn of its own).
+ */
+export function turnIsFree(req: IncomingMessage): boolean {
+  const prev = lastResponse.get(req.socket);
+  return !prev || prev.writableFinished || prev.destroyed;
+}
+
 /** A finished response is not kept for the connection's next request (onResponse). */
 export function leaveTurn(req: IncomingMessage, res: ServerResponse): void {
   if (lastResponse.get(req.socket) === res) lastResponse.delete(req.socket);

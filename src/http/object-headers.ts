@@ -38,19 +38,29 @@ export const quoteEtag = (etag: string) => `"${etag}"`;
 
 /** Headers describing an object, for GET, HEAD and PUT responses. */
 export function setObjectHeaders(ctx: Ctx, meta: ObjectMeta, withChecksums: boolean): void {
-  const r = ctx.reply;
-  r.header('etag', quoteEtag(meta.etag));
-  r.header('last-modified', new Date(meta.created).toUTCString());
-  r.header('content-type', meta.content_type);
-  r.header('accept-ranges', 'bytes');
-  for (const [k, v] of Object.entries(meta.headers)) r.header(k, v);
-  for (const [k, v] of Object.entries(meta.user_metadata)) r.header(`x-amz-meta-${k}`, metadataToHeader(v));
-  if (meta.parts) r.header('x-amz-mp-parts-count', String(meta.parts));
-  setStorageHeaders(ctx, meta);
+  for (const [k, v] of objectHeaders(meta, withChecksums)) ctx.reply.header(k, v);
+}
+
+/**
+ * The headers describing an object, in the order they are sent; also what
+ * the HEAD fast path sends (./fast-head.ts), so both answer alike.
+ */
+export function objectHeaders(meta: ObjectMeta, withChecksums: boolean): [string, string][] {
+  const out: [string, string][] = [
+    ['etag', quoteEtag(meta.etag)],
+    ['last-modified', new Date(meta.created).toUTCString()],
+    ['content-type', meta.content_type],
+    ['accept-ranges', 'bytes'],
+  ];
+  for (const [k, v] of Object.entries(meta.headers)) out.push([k, v]);
+  for (const [k, v] of Object.entries(meta.user_metadata)) out.push([`x-amz-meta-${k}`, metadataToHeader(v)]);
+  if (meta.parts) out.push(['x-amz-mp-parts-count', String(meta.parts)]);
+  out.push(['x-deltaglider-stored-as', meta.kind], ['x-deltaglider-stored-size', String(storedSize(meta))]);
   if (withChecksums) {
-    for (const [alg, v] of Object.entries(meta.checksums)) r.header(`x-amz-checksum-${alg}`, v);
-    if (Object.keys(meta.checksums).length > 0) r.header('x-amz-checksum-type', 'FULL_OBJECT');
+    for (const [alg, v] of Object.entries(meta.checksums)) out.push([`x-amz-checksum-${alg}`, v]);
+    if (Object.keys(meta.checksums).length > 0) out.push(['x-amz-checksum-type', 'FULL_OBJECT']);
   }
+  return out;
 }
 
 /** How the proxy stored the object (docs/s3-compatibility.md, "Extra headers"). */

@@ -83,20 +83,26 @@ export function requestFacts(req: FastifyRequest, reply: FastifyReply): RequestF
   return facts;
 }
 
-/** The request line (onResponse). */
-export function logRequest(req: FastifyRequest, f: RequestFacts): void {
+/** The request line (onResponse, and the HEAD fast path: ./fast-head.ts). */
+export function logRequest(req: Pick<FastifyRequest, 'method' | 'url' | 'log'>, f: RequestFacts, reqId?: string, safeUrl = logSafeUrl(req.url)): void {
+  // One shape for every line (pino leaves out undefined fields): building
+  // it from conditional spreads cost a HEAD 5 % of its CPU in V8's slow
+  // paths for objects of changing shape.
   const fields = {
+    // A request's own logger (fastify's child) carries reqId already.
+    reqId,
     method: req.method,
-    url: logSafeUrl(req.url),
+    url: safeUrl,
     op: f.operation,
     status: f.status,
-    ...(f.errorCode ? { code: f.errorCode } : {}),
-    ...(f.reason ? { reason: f.reason } : {}),
-    ...(f.accessKeyId ? { accessKeyId: f.accessKeyId } : {}),
-    ...(f.auth ? { auth: f.auth } : {}),
+    code: f.errorCode || undefined,
+    reason: f.reason || undefined,
+    accessKeyId: f.accessKeyId || undefined,
+    auth: f.auth || undefined,
     in: f.bytesIn,
     out: f.bytesOut,
-    ...(f.storedAs ? { storedAs: f.storedAs, storedSize: f.storedSize } : {}),
+    storedAs: f.storedAs || undefined,
+    storedSize: f.storedAs ? f.storedSize : undefined,
     ms: f.ms,
   };
   req.log.info(fields, 'request');

@@ -13,6 +13,7 @@ const AUTH_PARAMS = new Set([
 function paramName(part: string): string {
   const eq = part.indexOf('=');
   const raw = eq < 0 ? part : part.slice(0, eq);
+  if (!raw.includes('%')) return raw.toLowerCase();
   try {
     return decodeURIComponent(raw).toLowerCase();
   } catch {
@@ -24,6 +25,9 @@ function paramName(part: string): string {
 export function logSafeUrl(url: string): string {
   const q = url.indexOf('?');
   if (q < 0) return url;
-  const kept = url.slice(q + 1).split('&').filter((p) => p !== '' && !AUTH_PARAMS.has(paramName(p)));
-  return kept.length > 0 ? `${url.slice(0, q)}?${kept.join('&')}` : url.slice(0, q);
+  const parts = url.slice(q + 1).split('&');
+  // Mostly a presigned URL's parameters and nothing else: just the path.
+  if (parts.every((p) => p === '' || AUTH_PARAMS.has(paramName(p)))) return url.slice(0, q);
+  const kept = parts.filter((p) => p !== '' && !AUTH_PARAMS.has(paramName(p)));
+  return `${url.slice(0, q)}?${kept.join('&')}`;
 }

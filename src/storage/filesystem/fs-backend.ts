@@ -52,6 +52,7 @@ export class FilesystemBackend implements Backend {
   readonly kind = 'filesystem' as const;
   readonly shared = false;
   readonly root: string;
+  private readonly rootSlash: string;
   private readonly sorted: SortedLister;
 
   constructor(
@@ -59,6 +60,7 @@ export class FilesystemBackend implements Backend {
     private readonly fsOpts: FilesystemOptions = {},
   ) {
     this.root = path.resolve(root);
+    this.rootSlash = this.root.endsWith('/') ? this.root : `${this.root}/`;
     this.sorted = new SortedLister({ ...fsOpts.sortedList, indexDir: path.join(this.root, LIST_INDEX_DIR) });
   }
 
@@ -80,7 +82,11 @@ export class FilesystemBackend implements Backend {
   }
 
   private blobPath(bucket: string, name: string): string {
-    return path.join(this.bucketDir(bucket), ...encodeName(name));
+    // Joined by hand: every component is one already safe (a checked bucket
+    // name, then ./names.ts segments: never empty, '.' or '..', no '/'),
+    // and path.join's normalisation was most of a HEAD's path building.
+    if (bucket === '' || bucket === '.' || bucket === '..' || bucket.includes('/')) return path.join(this.bucketDir(bucket), ...encodeName(name));
+    return `${this.rootSlash}${bucket}/${encodeName(name).join('/')}`;
   }
 
   localPath(bucket: string, name: string): string {
