@@ -28,13 +28,23 @@ export async function startProxy(dataDir: string, args: string[] = [], env: Reco
     env: { DELTAGLIDER_PROXY_LOG_LEVEL: 'info', ...env },
     reject: false,
     all: true,
+    // Its log is read below (a line per request), never kept whole: a small
+    // object run logs a few hundred MB, past execa's buffer limit.
+    buffer: false,
   });
   let out = '';
+  let listening = false;
   const port = await new Promise<number>((resolve, reject) => {
     child.all!.on('data', (c: Buffer) => {
+      // Once it listens, the rest is only drained: scanning every request's
+      // line would take CPU from the load generator and the proxy.
+      if (listening) return;
       if (out.length < 100_000) out += c.toString();
       const m = /listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
+      if (m) {
+        listening = true;
+        resolve(Number(m[1]));
+      }
     });
     void child.then(() => reject(new Error(`proxy exited: ${out}`)));
   });
