@@ -141,11 +141,14 @@ t.test('HEAD fast path', async (t) => {
   await t.test('the newest version, under concurrent overwrites and pipelined writes', async (t) => {
     const versions = new Map<string, string>();
     const key = '/fasthead/race.bin';
+    // 3 s and at least 10 overwrites (a loaded machine fsyncs slowly), 30 s at most.
     const deadline = Date.now() + 3000;
+    const cap = Date.now() + 30_000;
     let writes = 0;
     let heads = 0;
+    let writing = true;
     const writer = async () => {
-      while (Date.now() < deadline) {
+      while ((Date.now() < deadline || writes < 10) && Date.now() < cap) {
         const b = randomBytes(100 + (writes++ % 50));
         const r = await put(p, key, b);
         versions.set(r.headers.etag as string, String(b.length));
@@ -153,7 +156,7 @@ t.test('HEAD fast path', async (t) => {
     };
     const seen: [string, string][] = [];
     const reader = async () => {
-      while (Date.now() < deadline) {
+      while (writing) {
         const r = await head(p, key);
         heads++;
         t.equal(r.status, 200);
@@ -162,11 +165,11 @@ t.test('HEAD fast path', async (t) => {
     };
     const seed = await put(p, key, Buffer.from('seed'));
     versions.set(seed.headers.etag as string, '4');
-    await Promise.all([writer(), writer(), reader(), reader(), reader()]);
+    await Promise.all([Promise.all([writer(), writer()]).then(() => (writing = false)), reader(), reader(), reader()]);
     // Every answer is one version whole: an etag some PUT answered, with that PUT's length.
     const wrong = seen.filter(([etag, len]) => versions.get(etag) !== len);
     t.same(wrong, [], 'every HEAD names one version with its own length');
-    t.ok(heads > 10 && writes > 10, `${heads} HEADs beside ${writes} PUTs`);
+    t.ok(heads > 10 && writes >= 10, `${heads} HEADs beside ${writes} PUTs`);
 
     const port = p.port;
     for (let i = 0; i < 3; i++) {

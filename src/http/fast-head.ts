@@ -13,12 +13,11 @@ import { logRequest, type RequestFacts } from './request-log.js';
 // HeadObject in its plainest form, answered before fastify sees the request.
 //
 // A HEAD has no body, so what it costs is the request handling itself:
-// through fastify's routing, hooks, request and reply objects it took about
-// twice the CPU of everything else a HEAD does (bench/small.ts; the profile
-// is in the commit that added this file). A HEAD of an object whose sidecar
-// is in memory and unchanged on disk, signed with a URL the proxy has
-// verified before or with a header signature, is answered here instead,
-// synchronously, with the very functions the full path uses: parseTarget,
+// through fastify's routing, hooks, request and reply objects it took more
+// CPU than everything else a HEAD does (bench/small.ts; the profile is in
+// the commit that added this file). A HEAD of an object whose sidecar is in
+// memory and unchanged on disk is answered here instead, synchronously,
+// with the very functions the full path uses: parseTarget,
 // authenticate and authorize, engine.peekObject (what headObject would
 // find), objectHeaders, the request's log line and metrics.
 //
@@ -82,8 +81,11 @@ const safeUrls = new Map<string, string>();
 function safeUrl(rawUrl: string): string {
   let safe = safeUrls.get(rawUrl);
   if (safe === undefined) {
+    safe = logSafeUrl(rawUrl);
+    // At most 1024 URLs of up to 2 kB each (a header may hold 16 kB).
+    if (rawUrl.length > 2048) return safe;
     if (safeUrls.size >= 1024) safeUrls.clear();
-    safeUrls.set(rawUrl, (safe = logSafeUrl(rawUrl)));
+    safeUrls.set(rawUrl, safe);
   }
   return safe;
 }
