@@ -190,6 +190,8 @@ export function buildHttp(config: Config, makeEngine: (log: Logger) => Engine, t
   app.addHook('preClose', async () => {
     closing = true;
   });
+  // The HEAD fast path (./fast-head.ts) does these two hooks' work itself
+  // (ids, server header, turn, shutdown, log line, metrics): keep it in step.
   app.addHook('onRequest', async (req, reply) => {
     const turn = inTurn(req.raw, reply.raw);
     if (turn) await turn;
