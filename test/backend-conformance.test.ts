@@ -168,6 +168,32 @@ function conformance(name: string, make: (t: Test) => Promise<Backend>, skip: st
       t.same(metas, want.filter((n) => n.endsWith('.meta')), 'suffixes: the names with them, in order');
     });
 
+    await t.test('generation: moves before a change shows and again after it', { skip: !b.generation && 'no generation' }, async (t) => {
+      const gen = () => b.generation!();
+      const etag = () => b.quickEtag?.('conf-bucket', 'gen.meta') ?? null;
+      // Polled while each change runs: whenever the change already shows
+      // (a new etag, or none), the generation has moved.
+      const watch = async (change: Promise<unknown>, label: string) => {
+        const g0 = gen();
+        const e0 = etag();
+        let done = false;
+        void change.finally(() => (done = true));
+        while (!done) {
+          if (etag() !== e0) t.not(gen(), g0, `${label}: seen on disk only with a new generation`);
+          await new Promise((r) => setImmediate(r));
+        }
+        await change;
+        t.not(gen(), g0, `${label}: a new generation once done`);
+      };
+      await watch(b.putBytes('conf-bucket', 'gen.meta', Buffer.from('1')), 'create');
+      await watch(b.putBytes('conf-bucket', 'gen.meta', Buffer.from('22')), 'overwrite');
+      await watch(b.delete('conf-bucket', 'gen.meta'), 'delete');
+      const before = gen();
+      await b.createBucket('gen-bucket');
+      await b.deleteBucket('gen-bucket');
+      t.not(gen(), before, 'a bucket removed');
+    });
+
     await t.test('deleting buckets', async (t) => {
       await b.deleteBucket('other-bucket');
       t.equal(await b.headBucket('other-bucket'), null);

@@ -34,6 +34,13 @@ import type { EngineOptions, ObjectStore, PreEncode, PutInput } from './types.js
 export type { EngineOptions, ObjectAttributes, PreEncode, PutInput } from './types.js';
 
 const BUCKET_TTL_MS = 2000;
+/**
+ * How long peekObject takes a sidecar it checked as still current without a
+ * stat, while nothing is written (./objects.ts peek): the stat was a tenth
+ * of a small HEAD's CPU. Within the bucket TTL, the staleness already
+ * allowed for a bucket removed beside the proxy.
+ */
+const HEAD_TRUST_MS = 1000;
 
 /**
  * The delta engine. HTTP code calls its methods with typed inputs; it calls
@@ -270,7 +277,8 @@ export class Engine implements ObjectStore {
   /**
    * HeadObject without waiting, when it can be answered from memory: the
    * bucket confirmed lately, and the key's sidecar read before and
-   * unchanged on disk (one stat, ./objects.ts peek). The same version
+   * unchanged on disk (one stat, or none within HEAD_TRUST_MS of the last
+   * one while nothing was written: ./objects.ts peek). The same version
    * headObject() would give at this moment; undefined whenever headObject()
    * would have to wait for the backend or would fail.
    */
@@ -279,7 +287,7 @@ export class Engine implements ObjectStore {
     if (!b || b.until <= Date.now() || this.cli?.has(bucket)) return undefined;
     try {
       checkKey(key);
-      return this.objects.peek(bucket, key)?.meta;
+      return this.objects.peek(bucket, key, HEAD_TRUST_MS)?.meta;
     } catch {
       return undefined; // a bad key or a stat that failed: headObject() says what it means
     }

@@ -66,14 +66,42 @@ export class Objects {
   constructor(private readonly d: ObjectsDeps) {}
 
   /**
+   * Peeks that found a key's version, with the backend generation before
+   * their stat: one still current and younger than the caller's `trustMs`
+   * stands for a stat (see peek).
+   */
+  private readonly checked = new LRUCache<string, { hit: { etag: string; meta: ObjectMeta }; generation: number; at: number }>({ max: 16384 });
+
+  /**
    * The format 2 version of a key as resolve() would find it from memory
    * alone: its sidecar parsed before and unchanged on disk since (one stat),
    * on a backend with cheap etags. Undefined when resolve() would read.
+   *
+   * With `trustMs`, on a backend with generation(), a version checked by a
+   * stat less than `trustMs` ago is taken without one when nothing was
+   * changed through the backend since: the backend is then the only writer,
+   * and a change made through it moves its generation before it shows on
+   * disk. What is not seen is a change made beside the proxy (a file
+   * restored by hand), for at most `trustMs`.
    */
-  peek(bucket: string, key: string): { etag: string; meta: ObjectMeta } | undefined {
-    const quick = this.d.backend.quickEtag ? this.d.backend.quickEtag(bucket, objectSidecar(key)) : null;
-    const meta = quick === null ? undefined : this.parsed.get(`${bucket}\0${key}\0${quick}`);
-    return meta ? { etag: quick!, meta } : undefined;
+  peek(bucket: string, key: string, trustMs = 0): { etag: string; meta: ObjectMeta } | undefined {
+    const backend = this.d.backend;
+    if (!backend.quickEtag) return undefined;
+    const id = `${bucket}\0${key}`;
+    const generation = backend.generation?.();
+    if (trustMs > 0 && generation !== undefined) {
+      const seen = this.checked.get(id);
+      if (seen !== undefined && seen.generation === generation && Date.now() - seen.at < trustMs) return seen.hit;
+    }
+    const quick = backend.quickEtag(bucket, objectSidecar(key));
+    const meta = quick === null ? undefined : this.parsed.get(`${id}\0${quick}`);
+    if (!meta) {
+      this.checked.delete(id);
+      return undefined;
+    }
+    const hit = { etag: quick!, meta };
+    if (generation !== undefined) this.checked.set(id, { hit, generation, at: Date.now() });
+    return hit;
   }
 
   /**

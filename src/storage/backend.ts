@@ -140,4 +140,12 @@ export interface Backend {
    * blobs and check them per use.
    */
   quickEtag?(bucket: string, name: string): string | null;
+  /**
+   * A number that changes when a change to any blob through this backend
+   * object starts and again when it has finished; the same number means
+   * nothing was changed through it in between. Offered only where nothing
+   * else changes the blobs (the filesystem backend: one instance per data
+   * dir), so that callers may trust what they checked a moment ago.
+   */
+  generation?(): number;
 }

@@ -54,6 +54,8 @@ export class FilesystemBackend implements Backend {
   readonly root: string;
   private readonly rootSlash: string;
   private readonly sorted: SortedLister;
+  /** Backend.generation: bumped around every commit, delete and bucket removal. */
+  private changes = 0;
 
   constructor(
     root: string,
@@ -91,6 +93,10 @@ export class FilesystemBackend implements Backend {
 
   localPath(bucket: string, name: string): string {
     return this.blobPath(bucket, name);
+  }
+
+  generation(): number {
+    return this.changes;
   }
 
   quickEtag(bucket: string, name: string): string | null {
@@ -142,7 +148,12 @@ export class FilesystemBackend implements Backend {
     // One instance per data dir: its engine holds the bucket's lock against
     // writes, so this last look and the removal cannot be overtaken.
     if (live) for await (const b of this.list(bucket)) if (live(b.name)) throw new NotEmptyError(bucket);
-    await fsp.rm(this.bucketDir(bucket), { recursive: true, force: true });
+    this.changes++;
+    try {
+      await fsp.rm(this.bucketDir(bucket), { recursive: true, force: true });
+    } finally {
+      this.changes++;
+    }
   }
 
   /**
@@ -158,9 +169,13 @@ export class FilesystemBackend implements Backend {
 
   private async serial<T>(p: string, fn: () => Promise<T>): Promise<T> {
     const release = await this.commits.write(p);
+    // Every commit and delete passes here: generation() changes before it
+    // can be seen on disk and again once it is done.
+    this.changes++;
     try {
       return await fn();
     } finally {
+      this.changes++;
       release();
     }
   }
