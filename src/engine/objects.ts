@@ -66,11 +66,12 @@ export class Objects {
   constructor(private readonly d: ObjectsDeps) {}
 
   /**
-   * Peeks that found a key's version, with the backend generation before
-   * their stat: one still current and younger than the caller's `trustMs`
-   * stands for a stat (see peek).
+   * Etags that peeks found current, with the backend generation before their
+   * stat: one still current and younger than the caller's `trustMs` stands
+   * for a stat (see peek). The parsed sidecar itself stays in `parsed` only,
+   * so that its bound holds.
    */
-  private readonly checked = new LRUCache<string, { hit: { etag: string; meta: ObjectMeta }; generation: number; at: number }>({ max: 16384 });
+  private readonly checked = new LRUCache<string, { etag: string; generation: number; at: number }>({ max: 16384 });
 
   /**
    * The format 2 version of a key as resolve() would find it from memory
@@ -91,7 +92,10 @@ export class Objects {
     const generation = backend.generation?.();
     if (trustMs > 0 && generation !== undefined) {
       const seen = this.checked.get(id);
-      if (seen !== undefined && seen.generation === generation && Date.now() - seen.at < trustMs) return seen.hit;
+      if (seen !== undefined && seen.generation === generation && Date.now() - seen.at < trustMs) {
+        const meta = this.parsed.get(`${id}\0${seen.etag}`);
+        if (meta) return { etag: seen.etag, meta };
+      }
     }
     const quick = backend.quickEtag(bucket, objectSidecar(key));
     const meta = quick === null ? undefined : this.parsed.get(`${id}\0${quick}`);
@@ -99,9 +103,8 @@ export class Objects {
       this.checked.delete(id);
       return undefined;
     }
-    const hit = { etag: quick!, meta };
-    if (generation !== undefined) this.checked.set(id, { hit, generation, at: Date.now() });
-    return hit;
+    if (generation !== undefined) this.checked.set(id, { etag: quick!, generation, at: Date.now() });
+    return { etag: quick!, meta };
   }
 
   /**
