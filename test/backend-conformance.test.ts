@@ -177,7 +177,10 @@ function conformance(name: string, make: (t: Test) => Promise<Backend>, skip: st
         const g0 = gen();
         const e0 = etag();
         let done = false;
-        void change.finally(() => (done = true));
+        void change.then(
+          () => (done = true),
+          () => (done = true),
+        );
         while (!done) {
           if (etag() !== e0) t.not(gen(), g0, `${label}: seen on disk only with a new generation`);
           await new Promise((r) => setImmediate(r));

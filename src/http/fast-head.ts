@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyBaseLogger } from 'fastify';
+import { LRUCache } from 'lru-cache';
 import type { Config } from '../config/config.js';
 import type { Engine } from '../engine/engine.js';
 import type { ObjectMeta } from '../engine/meta.js';
@@ -75,17 +76,15 @@ function describe(meta: ObjectMeta): string[] {
 /**
  * The request target as logged (auth/redact.ts), kept for URLs seen again:
  * a presigned URL is fetched many times, and dropping its signature
- * parameters is then the same work each time. Bounded: cleared when full.
+ * parameters is then the same work each time. At most 1024 URLs of up to
+ * 2 kB each (a header may hold 16 kB).
  */
-const safeUrls = new Map<string, string>();
+const safeUrls = new LRUCache<string, string>({ max: 1024 });
 function safeUrl(rawUrl: string): string {
   let safe = safeUrls.get(rawUrl);
   if (safe === undefined) {
     safe = logSafeUrl(rawUrl);
-    // At most 1024 URLs of up to 2 kB each (a header may hold 16 kB).
-    if (rawUrl.length > 2048) return safe;
-    if (safeUrls.size >= 1024) safeUrls.clear();
-    safeUrls.set(rawUrl, safe);
+    if (rawUrl.length <= 2048) safeUrls.set(rawUrl, safe);
   }
   return safe;
 }
