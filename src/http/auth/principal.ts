@@ -35,7 +35,7 @@ export class KeyStore {
   /**
    * Presigned URLs whose signature matched (./verify-v4.ts presignedAgain).
    * A presigned URL is a bearer link made to be fetched many times while
-   * it is valid; parsing and verifying it again was a quarter of the CPU of
+   * it is valid; parsing and verifying it again was a fifth of the CPU of
    * a HEAD. Only matches are kept, by method and the exact request target,
    * so only a repeat of a request that was verified can hit; whatever
    * depends on the moment or on the request's headers is checked each
