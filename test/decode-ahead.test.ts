@@ -42,8 +42,11 @@ t.test('a decoder far ahead of the disk is paused, not buffered in memory', asyn
   }
   t.equal(n, 256 << 20);
   t.equal(got.digest('hex'), expected.digest('hex'), 'every byte, in order');
-  // Bounded by MAX_UNWRITTEN plus chunks written but not yet collected: far below the 256 MiB spooled.
-  t.ok(peak < MAX_UNWRITTEN + (88 << 20), `buffers grew at most ${(peak / 2 ** 20).toFixed(1)} MiB while 256 MiB were spooled`);
+  // Bounded by MAX_UNWRITTEN plus chunks written but not yet collected (without
+  // the bound: all 256 MiB spooled). How much is not yet collected is up to the
+  // GC: 32-41 MiB on Node 20, once 99.8 MiB on Node 26 in CI. Half of what was
+  // spooled still tells the two apart.
+  t.ok(peak < MAX_UNWRITTEN + (120 << 20), `buffers grew at most ${(peak / 2 ** 20).toFixed(1)} MiB while 256 MiB were spooled`);
   t.same(await fsp.readdir(dir), [], 'the spool file is gone');
 });
 
